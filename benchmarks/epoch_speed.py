@@ -1,0 +1,89 @@
+"""Epoch speed against the model's own limit, on this machine.
+
+    python benchmarks/epoch_speed.py --cache data/cifake/cache-v1.pt
+    python benchmarks/epoch_speed.py --train 8000 --val 2000      # synthetic data, quicker
+
+"Limit" is the smallest possible epoch: a bare PyTorch loop of forward + backward + Adam
+over uint8 tensors already in memory (same model, view and batch size), plus the
+validation forward passes. "Framework" is one real epoch through train.py's code path
+(Lightning, torchmetrics, logging, checkpointing), timed by the same EpochStats callback
+that writes metrics.json. The ratio is the framework's overhead.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+
+import torch
+
+from aidetect.callbacks import EpochStats
+from aidetect.data.common import ImageDataModule, InMemoryImages
+from aidetect.module import Detector
+from aidetect.views import to_float
+
+
+def bare_epoch(model: Detector, train: InMemoryImages, val: InMemoryImages, bs: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    t0 = time.perf_counter()
+    model.train()
+    for idx in torch.randperm(len(train)).split(bs):
+        x, y = train[idx]
+        loss = loss_fn(model(model.view(to_float(x))), y.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        for idx in torch.arange(len(val)).split(bs):
+            model(model.view(to_float(val[idx][0])))
+    return time.perf_counter() - t0
+
+
+class Fixed(ImageDataModule):
+    def __init__(self, splits, **kw):
+        super().__init__(**kw)
+        self.splits = splits
+
+
+def framework_epoch(view, factor, splits, bs, arch) -> float:
+    import lightning as L
+    stats = EpochStats()
+    with tempfile.TemporaryDirectory() as d:
+        trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=L.pytorch.loggers.TensorBoardLogger(d),
+                            callbacks=[stats], enable_progress_bar=False, num_sanity_val_steps=0,
+                            enable_model_summary=False, default_root_dir=d, log_every_n_steps=50)
+        trainer.fit(Detector(arch, view=view, saturation_factor=factor), datamodule=Fixed(splits, batch_size=bs))
+    return stats.epochs[0]["seconds"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", help="a CIFAKE cache file (train split is used)")
+    p.add_argument("--train", type=int, default=80000)
+    p.add_argument("--val", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--view", default="inverted_saturated")
+    p.add_argument("--factor", type=float, default=500)
+    p.add_argument("--arch", default="seed_cifake_cnn")
+    a = p.parse_args()
+    torch.manual_seed(0)
+    n = a.train + a.val
+    if a.cache:
+        c = torch.load(a.cache, weights_only=False)["train"]
+        images, labels = c["images"][:n], c["labels"][:n]
+    else:
+        images, labels = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 2, (n,))
+    ds = InMemoryImages(images, labels)
+    splits = {"train": ds.subset(torch.arange(a.train)), "val": ds.subset(torch.arange(a.train, n))}
+    bare = bare_epoch(Detector(a.arch, view=a.view, saturation_factor=a.factor), splits["train"], splits["val"],
+                      a.batch_size)
+    fw = framework_epoch(a.view, a.factor, splits, a.batch_size, a.arch)
+    print(json.dumps({"train_images": a.train, "val_images": a.val, "batch_size": a.batch_size, "view": a.view,
+                      "threads": torch.get_num_threads(), "limit_seconds": round(bare, 2),
+                      "framework_seconds": round(fw, 2), "overhead": f"{fw / bare - 1:+.1%}"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Callbacks: per-epoch timing and validation history for metrics.json, and the view grid."""
+
+import time
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid
+
+from aidetect.views import to_float
+
+
+class EpochStats(L.Callback):
+    """Wall seconds, images seen and validation metrics of every training epoch.
+
+    An epoch's time runs from the start of training to the end of its validation pass,
+    the number the speed target in the README is about.
+    """
+
+    def __init__(self):
+        self.epochs: list[dict] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0 = time.perf_counter()
+        self._n = {"train": 0, "val": 0}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._n["train"] += len(batch[1])
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking and hasattr(self, "_n"):
+            self._n["val"] += len(batch[1])
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        seconds = time.perf_counter() - self._t0
+        row = {"epoch": trainer.current_epoch + 1, "seconds": round(seconds, 3),
+               "train_images": self._n["train"], "val_images": self._n["val"],
+               "images_per_second": round((self._n["train"] + self._n["val"]) / seconds, 1)}
+        for k, v in trainer.callback_metrics.items():
+            if k.startswith("val/") or k in ("train/loss_epoch", "train/acc"):
+                row[k] = round(float(v), 6)
+        self.epochs.append(row)
+
+
+class ViewGrid(L.Callback):
+    """Logs fixed validation images to TensorBoard each validation epoch: the originals on
+    the top row, the view the model actually sees below (the original project's to-do)."""
+
+    def __init__(self, n: int = 8):
+        self.n = n
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        dm = trainer.datamodule
+        if logger is None or trainer.sanity_checking or not hasattr(dm, "fixed_examples"):
+            return
+        images, labels = dm.fixed_examples("val", self.n)
+        x = to_float(images).to(pl_module.device)
+        with torch.no_grad():
+            seen = pl_module.view(x)
+        grid = make_grid(torch.cat([x, seen]).cpu(), nrow=len(x), padding=2, pad_value=0.5)
+        logger.experiment.add_image(f"val/view_{pl_module.view.name}", grid, trainer.global_step)
+        logger.experiment.add_text("val/view_grid_labels", "columns: " + " ".join(
+            "FAKE" if int(c) else "REAL" for c in labels), trainer.global_step)

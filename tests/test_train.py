@@ -1,0 +1,108 @@
+"""End to end: composed configs, fast_dev_run for every view, a real -m sweep, train then eval."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from aidetect.train import train
+from conftest import ROOT, SHARED_DATA, compose_train, run_script
+
+VIEWS = ["none", "inverted", "saturated", "inverted_saturated"]
+
+
+def common(tmp_path, archive):
+    return [f"data.archive={archive}", f"data.data_dir={tmp_path / 'data'}", "data.batch_size=16",
+            "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+
+
+def test_configs_compose():
+    cfg = compose_train(["experiment=cifake_seed"])
+    assert cfg.model.arch == "seed_cifake_cnn" and cfg.data.batch_size == 32
+    assert cfg.trainer.max_epochs == 5 and cfg.aug.saturation_factor == 500
+    for name in ("data_dir", "batch_size", "num_workers"):
+        assert name in cfg.data
+    assert "seed" in cfg and "ckpt_path" in cfg
+
+
+@pytest.mark.parametrize("aug", VIEWS)
+def test_fast_dev_run_every_view(tmp_path, kaggle_dir, aug):
+    cfg = compose_train(common(tmp_path, kaggle_dir) + [f"aug={aug}", "debug=fdr", f"output_dir={tmp_path / 'run'}"])
+    metrics = train(cfg)
+    assert metrics["view"]["name"] == aug
+    assert 0 <= metrics["test"]["acc"] <= 1
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["view"]["name"] == aug
+
+
+def test_bad_view_settings_fail_at_startup(tmp_path, kaggle_dir):
+    r = run_script("train.py", *common(tmp_path, kaggle_dir), "aug=saturated", "aug.saturation_factor=-3",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode != 0 and "aug.saturation_factor must be >= 0" in r.stderr
+    assert not (tmp_path / "data").exists()  # failed before touching data
+
+
+def test_train_writes_run_dir_then_eval_uses_checkpoint_view(tmp_path, kaggle_zip):
+    run = tmp_path / "run"
+    r = run_script("train.py", *common(tmp_path, kaggle_zip), "aug=inverted_saturated", "aug.saturation_factor=7",
+                   "trainer.max_epochs=2", f"hydra.run.dir={run}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((run / "metrics.json").read_text())
+    assert len(m["val_acc_per_epoch"]) == 2 and len(m["seconds_per_epoch"]) == 2
+    assert m["params"] == 634_305 and m["data"]["train"] == 64 and m["seed"] == 42
+    assert m["epochs"][0]["train_images"] == 64 and m["epochs"][0]["val_images"] == 16
+    assert set(m["test"]) >= {"acc", "auroc", "f1", "precision", "recall", "loss"}
+    ckpts = {p.name for p in (run / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and len(ckpts) == 2
+    assert yaml.safe_load((run / ".hydra/config.yaml").read_text())["aug"]["saturation_factor"] == 7
+    ck = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
+    assert ck["hyper_parameters"]["view"] == "inverted_saturated" and ck["run_config"]["seed"] == 42
+    assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    ev = tmp_path / "eval"
+    r = run_script("eval.py", f"ckpt_path={run / 'checkpoints/last.ckpt'}", *common(tmp_path, kaggle_zip),
+                   f"hydra.run.dir={ev}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    e = json.loads((ev / "metrics.json").read_text())
+    assert e["view"] == {"name": "inverted_saturated", "saturation_factor": 7.0}
+    assert e["data"]["test"] == 24
+
+
+def test_tensorboard_has_scalars_and_view_grid(tmp_path, kaggle_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    cfg = compose_train(common(tmp_path, kaggle_dir) + ["aug=inverted_saturated", "trainer.max_epochs=1",
+                                                        f"output_dir={tmp_path / 'run'}", "trainer.log_every_n_steps=1"])
+    train(cfg)
+    tags = {"scalars": set(), "images": set()}
+    for f in (tmp_path / "run/tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(f)).Reload()
+        for k in tags:
+            tags[k] |= set(acc.Tags()[k])
+    assert {"train/loss_step", "val/acc", "val/auroc", "test/acc"} <= tags["scalars"]
+    assert "val/view_inverted_saturated" in tags["images"]
+
+
+def test_multirun_sweep_over_two_factors(tmp_path, kaggle_zip):
+    sweep = tmp_path / "sweep"
+    r = run_script("train.py", "-m", *common(tmp_path, kaggle_zip), "aug=saturated",
+                   "aug.saturation_factor=2,8", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    factors = sorted(json.loads((sweep / str(i) / "metrics.json").read_text())["view"]["saturation_factor"]
+                     for i in range(2))
+    assert factors == [2, 8]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifake.zip").exists(), reason="needs ../shared/data/cifake.zip")
+def test_real_cifake_slice(tmp_path):
+    src = tmp_path / "slice"
+    with zipfile.ZipFile(SHARED_DATA / "cifake.zip") as zf:
+        names = [n for n in zf.namelist() if n.endswith(".jpg")]
+        for folder in ("train/REAL/", "train/FAKE/", "test/REAL/", "test/FAKE/"):
+            for n in [n for n in names if n.startswith(folder)][:150]:
+                zf.extract(n, src)
+    cfg = compose_train(common(tmp_path, src) + ["aug=none", "trainer.max_epochs=2", f"output_dir={tmp_path / 'run'}"])
+    m = train(cfg)
+    assert m["data"]["raw_train"] == 300 and m["data"]["raw_test"] == 300
+    assert m["test"]["acc"] > 0.5  # real signal, even from 240 training images

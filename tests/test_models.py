@@ -13,7 +13,7 @@ def test_cifake_cnn_shape():
     assert net(torch.rand(5, 3, 32, 32)).shape == (5, 1)
 
 
-@pytest.mark.parametrize("size", [(72, 128), (300, 300)])
+@pytest.mark.parametrize("size", [(144, 256), (300, 300)])
 def test_flux_cnn_takes_any_resolution(size):
     assert build_model("seed_flux_cnn")(torch.rand(2, 3, *size)).shape == (2, 1)
 

@@ -37,7 +37,7 @@ class EpochStats(L.Callback):
                "train_images": self._n["train"], "val_images": self._n["val"],
                "images_per_second": round((self._n["train"] + self._n["val"]) / seconds, 1)}
         for k, v in trainer.callback_metrics.items():
-            if k.startswith("val/") or k in ("train/loss_epoch", "train/acc"):
+            if k.startswith("val/"):
                 row[k] = round(float(v), 6)
         self.epochs.append(row)
 

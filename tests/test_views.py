@@ -16,7 +16,8 @@ def test_inverted_saturated_matches_torchvision_per_image(batch):
     for i, img in enumerate(batch):
         # The original's per-image PIL-free pipeline: invert, then adjust_saturation.
         expected = TF.adjust_saturation(1 - img, 500)
-        torch.testing.assert_close(out[i], expected)
+        # x500 amplifies float rounding of the batched vs single-image grayscale weights.
+        torch.testing.assert_close(out[i], expected, atol=1e-4, rtol=0)
 
 
 def test_saturated_matches_torchvision(batch):

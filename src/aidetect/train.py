@@ -35,8 +35,8 @@ def write_json(path: Path, obj) -> None:
 def build(cfg: DictConfig, out: Path):
     """Datamodule, model, trainer, and the EpochStats callback, from a composed config."""
     datamodule = hydra.utils.instantiate(cfg.data)
-    model = Detector(arch=cfg.model.arch, lr=cfg.model.lr,
-                     view=cfg.aug.name, saturation_factor=cfg.aug.saturation_factor)
+    model = Detector(arch=cfg.model.arch, lr=cfg.model.lr, view=cfg.aug.name,
+                     saturation_factor=cfg.aug.saturation_factor, channels_last=cfg.model.get("channels_last", True))
     model.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved inside each checkpoint
     stats = EpochStats()
     callbacks = [stats, ViewGrid()] + [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

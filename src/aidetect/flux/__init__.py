@@ -1,0 +1,1 @@
+"""The FLUX dataset pipeline: generate FAKE images, collect REAL photos, build the split layout."""

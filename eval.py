@@ -6,6 +6,10 @@
 import hydra
 from omegaconf import DictConfig
 
+from aidetect.config import register_resolvers
+
+register_resolvers()
+
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> float:

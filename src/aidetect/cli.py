@@ -3,12 +3,14 @@
     aidetect flux generate --n 1000      # FAKE images through Replicate
     aidetect flux collect-real --n 900   # REAL photographs (Openverse, URL list or folder)
     aidetect flux build                  # both pools -> train/validation/test/{REAL,FAKE}
+    aidetect aggregate outputs/<task>/multirun/<time>   # results table of a sweep
 """
 
 import argparse
 import sys
 
 from aidetect.flux.cli import add_parser as add_flux, setup_logging
+from aidetect.report import add_parser as add_aggregate
 
 
 def main(argv=None) -> int:
@@ -16,6 +18,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     add_flux(sub)
+    add_aggregate(sub)
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     return args.func(args) or 0

@@ -1,0 +1,210 @@
+"""Results tables of a sweep: one row per setting, statistics over seeds, a plot.
+
+    aidetect aggregate outputs/cifake_seed/multirun/<time>
+
+Runs by itself at the end of every `python train.py -m ...` (a Hydra callback), writing
+results.csv, results.md and results.png into the sweep folder. A job's setting is its
+overrides without the seed; jobs are paired by seed to compare each view with the
+`none` baseline (paired t-test). Jobs without metrics.json are listed, not dropped.
+"""
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+from hydra.experimental.callback import Callback
+
+METRICS = ("acc", "auroc", "f1")
+VIEW_KEYS = ("aug", "aug.name", "aug.saturation_factor", "aug.spec")
+
+
+def load_jobs(sweep: Path) -> tuple[list[dict], list[dict]]:
+    done, broken = [], []
+    for d in sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name)):
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((d / ".hydra/overrides.yaml").read_text()) or []
+                         if "=" in o)
+        cfg = yaml.safe_load((d / ".hydra/config.yaml").read_text())
+        job = {"dir": d.name, "overrides": overrides, "seed": cfg["seed"]}
+        if (d / "metrics.json").is_file():
+            job["metrics"] = json.loads((d / "metrics.json").read_text())
+            # The resolved view, as trained (the saved config may hold an aug.spec interpolation).
+            job["view"], job["factor"] = job["metrics"]["view"]["name"], float(job["metrics"]["view"]["saturation_factor"])
+            done.append(job)
+        else:
+            broken.append(job)
+    return done, broken
+
+
+def mean_ci(values: list[float]) -> dict:
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) if n > 1 else float("nan")
+    return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
+    """a - b over the seeds both have: mean difference, its 95% CI and the t-test p-value."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    diffs = [a[s] - b[s] for s in seeds]
+    ci = mean_ci(diffs)
+    p = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue if ci["std"] > 0 else float("nan")
+    return {"diff": ci["mean"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "p": float(p), "n": len(seeds)}
+
+
+def setting_of(job: dict, varying: list[str]) -> tuple:
+    other = tuple((k, job["overrides"].get(k)) for k in varying)
+    factor = job["factor"] if "saturated" in job["view"] else None  # none/inverted ignore it
+    return (job["view"], factor, other)
+
+
+def aggregate(sweep: str | Path) -> dict:
+    sweep = Path(sweep)
+    done, broken = load_jobs(sweep)
+    all_jobs = done + broken
+    keys = {k for j in all_jobs for k in j["overrides"]} - {"seed", *VIEW_KEYS}
+    varying = sorted(k for k in keys if len({j["overrides"].get(k) for j in all_jobs}) > 1)
+    groups: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for j in done:
+        groups[setting_of(j, varying)].setdefault(j["seed"], j)  # a repeated (setting, seed) counts once
+    rows = []
+    for (view, factor, other), by_seed in groups.items():
+        row = {"view": view, "saturation_factor": factor, **dict(other), "seeds": sorted(by_seed)}
+        for m in METRICS:
+            row[m] = mean_ci([j["metrics"]["test"][m] for j in by_seed.values()])
+        curves = [j["metrics"]["val_acc_per_epoch"] for j in by_seed.values()]
+        row["val_acc_per_epoch"] = [sum(c[e] for c in curves) / len(curves) for e in range(min(map(len, curves)))]
+        base = groups.get(("none", None, other))
+        row["vs_none"] = None if base is None or view == "none" else paired(
+            {s: j["metrics"]["test"]["acc"] for s, j in by_seed.items()},
+            {s: j["metrics"]["test"]["acc"] for s, j in base.items()})
+        rows.append(row)
+    rows.sort(key=lambda r: (tuple(str(r.get(k)) for k in varying), r["view"] != "none", r["view"],
+                             r["saturation_factor"] or 0))
+    result = {"sweep": str(sweep), "varying": varying, "rows": rows,
+              "failed": [{"dir": j["dir"], "overrides": j["overrides"]} for j in broken]}
+    write_csv(sweep / "results.csv", result)
+    (sweep / "results.md").write_text(markdown(result))
+    plot(sweep / "results.png", result)
+    return result
+
+
+def write_csv(path: Path, result: dict) -> None:
+    fields = ["view", "saturation_factor", *result["varying"], "n", "seeds"]
+    for m in METRICS:
+        fields += [f"test_{m}_mean", f"test_{m}_std", f"test_{m}_ci_low", f"test_{m}_ci_high"]
+    fields += ["acc_diff_vs_none", "acc_diff_ci_low", "acc_diff_ci_high", "acc_diff_p"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        for r in result["rows"]:
+            out = {"view": r["view"], "saturation_factor": r["saturation_factor"], "n": r["acc"]["n"],
+                   "seeds": " ".join(map(str, r["seeds"])), **{k: r.get(k) for k in result["varying"]}}
+            for m in METRICS:
+                for s in ("mean", "std", "ci_low", "ci_high"):
+                    out[f"test_{m}_{s}"] = round(r[m][s], 6)
+            if r["vs_none"]:
+                v = r["vs_none"]
+                out.update(acc_diff_vs_none=round(v["diff"], 6), acc_diff_ci_low=round(v["ci_low"], 6),
+                           acc_diff_ci_high=round(v["ci_high"], 6), acc_diff_p=round(v["p"], 6))
+            w.writerow(out)
+
+
+def _pm(c: dict) -> str:
+    if c["n"] < 2:
+        return f"{c['mean']:.4f}"
+    return f"{c['mean']:.4f} ± {c['std']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
+
+
+def markdown(result: dict) -> str:
+    var = result["varying"]
+    head = ["view", "factor", *var, "n", "test acc (mean ± std [95% CI])", "test AUROC", "test F1",
+            "acc − none (95% CI, p)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["rows"]:
+        v = r["vs_none"]
+        diff = "" if v is None else f"{v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}], p={v['p']:.3g}"
+        factor = "" if r["saturation_factor"] is None else f"{r['saturation_factor']:g}"
+        cells = [r["view"], factor, *[str(r.get(k)) for k in var], str(r["acc"]["n"]), _pm(r["acc"]),
+                 _pm(r["auroc"]), _pm(r["f1"]), diff]
+        lines.append("| " + " | ".join(cells) + " |")
+    n_ep = max((len(r["val_acc_per_epoch"]) for r in result["rows"]), default=0)
+    lines += ["", "Validation accuracy per epoch (mean over seeds):", "",
+              "| view | factor | " + " | ".join(f"Epoch {e + 1} Val Accuracy" for e in range(n_ep)) + " |",
+              "|---|---|" + "---|" * n_ep]
+    for r in result["rows"]:
+        factor = "" if r["saturation_factor"] is None else f"{r['saturation_factor']:g}"
+        lines.append(f"| {r['view']} | {factor} | " + " | ".join(f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
+    if result["failed"]:
+        lines += ["", f"Failed or unfinished jobs ({len(result['failed'])}), not in the table:", ""]
+        lines += [f"- `{f['dir']}`: {' '.join(f'{k}={v}' for k, v in f['overrides'].items())}" for f in result["failed"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in result["rows"]:
+        if r["view"] == "none":
+            a = r["acc"]
+            lo, hi = (a["ci_low"], a["ci_high"]) if a["n"] > 1 else (a["mean"], a["mean"])
+            ax.axhspan(lo, hi, color="grey", alpha=0.25)
+            ax.axhline(a["mean"], color="grey", ls="--", label=f"none (baseline), n={a['n']}")
+            break
+    by_view = defaultdict(list)
+    for r in result["rows"]:
+        if r["saturation_factor"] is not None:
+            by_view[r["view"]].append(r)
+    for view, rs in sorted(by_view.items()):
+        rs.sort(key=lambda r: r["saturation_factor"])
+        x = [r["saturation_factor"] for r in rs]
+        y = [r["acc"]["mean"] for r in rs]
+        (line,) = ax.plot(x, y, marker="o", label=view)
+        if all(r["acc"]["n"] > 1 for r in rs):
+            ax.fill_between(x, [r["acc"]["ci_low"] for r in rs], [r["acc"]["ci_high"] for r in rs],
+                            color=line.get_color(), alpha=0.2)
+    if by_view and min(r["saturation_factor"] for rs in by_view.values() for r in rs) > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel("saturation factor")
+    ax.set_ylabel("test accuracy (mean, 95% CI band)")
+    ax.set_title(Path(result["sweep"]).parent.parent.name + " sweep")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+class AggregateCallback(Callback):
+    """Hydra callback: aggregate the sweep folder when a multirun ends."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        result = aggregate(config.hydra.sweep.dir)
+        print(f"[aggregate] {len(result['rows'])} settings, {len(result['failed'])} failed jobs -> "
+              f"{config.hydra.sweep.dir}/results.md")
+
+
+def cmd_aggregate(args) -> int:
+    result = aggregate(args.sweep_dir)
+    print(Path(args.sweep_dir, "results.md").read_text())
+    return 1 if result["failed"] and args.strict else 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("aggregate", help="results table, statistics and plot of a -m sweep folder")
+    p.add_argument("sweep_dir")
+    p.add_argument("--strict", action="store_true", help="exit 1 when some jobs failed or did not finish")
+    p.set_defaults(func=cmd_aggregate)

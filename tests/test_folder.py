@@ -1,0 +1,92 @@
+"""data=folder / data=flux: layouts, splits, resize policies, cache keys, a high-res run."""
+
+import pytest
+from PIL import Image
+
+from aidetect.data.folder import FolderDataModule
+from aidetect.train import train
+from conftest import compose_train, make_image
+
+import numpy as np
+
+
+def make_pool(root, n=20, size=(90, 160), seed=0):
+    rng = np.random.default_rng(seed)
+    for cls, label in (("REAL", 0), ("FAKE", 1)):
+        for i in range(n):
+            make_image(root / cls / f"{cls.lower()}_{i}.jpg", label, rng, size)
+    return root
+
+
+def dm_for(tmp_path, root, **kw):
+    dm = FolderDataModule(root=root, data_dir=tmp_path / "data", batch_size=4, **kw)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def test_unsplit_folder_is_split_80_10_10_stratified_and_seeded(tmp_path):
+    root = make_pool(tmp_path / "pool")
+    dm = dm_for(tmp_path, root)
+    assert (dm.counts["train"], dm.counts["val"], dm.counts["test"]) == (32, 4, 4)
+    assert dm.counts["test_fake"] == 2 and dm.counts["val_fake"] == 2
+    again = dm_for(tmp_path, root)
+    assert again.splits["test"].names == dm.splits["test"].names
+    assert set(dm.splits["test"].names).isdisjoint(dm.splits["train"].names)
+
+
+def test_split_folders_are_used_as_given(tmp_path):
+    for split, n in (("train", 8), ("validation", 3), ("test", 2)):
+        make_pool(tmp_path / "ds" / split, n, seed=n)
+    dm = dm_for(tmp_path, tmp_path / "ds")
+    assert (dm.counts["train"], dm.counts["val"], dm.counts["test"]) == (16, 6, 4)
+
+
+def test_train_and_val_only_val_becomes_test(tmp_path):
+    make_pool(tmp_path / "ds/train", 10)
+    make_pool(tmp_path / "ds/val", 3, seed=1)
+    dm = dm_for(tmp_path, tmp_path / "ds")
+    assert dm.counts["test"] == 6 and dm.counts["test_from"] == "val/ folder"
+    assert dm.counts["train"] + dm.counts["val"] == 20 and dm.counts["val"] == 2
+
+
+def test_resize_policies_give_the_training_size(tmp_path):
+    root = make_pool(tmp_path / "pool", 4)
+    for policy in ("center_crop", "resize"):
+        dm = dm_for(tmp_path, root, image_size=[36, 48], resize=policy)
+        assert tuple(dm.splits["train"].images.shape[1:]) == (3, 36, 48)
+
+
+def test_mixed_sizes_without_image_size_name_the_setting(tmp_path):
+    root = make_pool(tmp_path / "pool", 3)
+    Image.new("RGB", (50, 50)).save(root / "REAL" / "odd.jpg")
+    with pytest.raises(ValueError, match=r"data.image_size"):
+        dm_for(tmp_path, root)
+
+
+def test_cache_key_follows_the_folder(tmp_path):
+    root = make_pool(tmp_path / "pool", 5)
+    first = dm_for(tmp_path, root).cache_file
+    Image.new("RGB", (160, 90)).save(root / "FAKE" / "new.jpg")
+    dm = dm_for(tmp_path, root)
+    assert dm.cache_file != first and dm.counts["train"] + dm.counts["val"] + dm.counts["test"] == 11
+
+
+def test_bad_root_and_policy_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="data.root"):
+        FolderDataModule(root=None)
+    with pytest.raises(FileNotFoundError, match="data.root"):
+        FolderDataModule(root=tmp_path / "missing")
+    with pytest.raises(ValueError, match="center_crop"):
+        FolderDataModule(root=tmp_path, resize="squash")
+
+
+def test_high_resolution_training_path(tmp_path):
+    root = make_pool(tmp_path / "pool", 12, size=(180, 320))
+    cfg = compose_train([f"data=flux", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
+                         "data.image_size=[144,256]", "model=seed_flux_cnn", "aug=inverted_saturated",
+                         "aug.saturation_factor=8", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                         f"output_dir={tmp_path / 'run'}"])
+    m = train(cfg)
+    assert m["params"] == 2_389_313 and m["view"]["saturation_factor"] == 8
+    assert m["data"]["train"] == 20 and 0 <= m["test"]["acc"] <= 1

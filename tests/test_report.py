@@ -1,0 +1,100 @@
+"""Aggregation of sweeps: a real -m sweep into tmp_path, and hand-made sweep folders."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy import stats
+
+from aidetect.report import aggregate
+from conftest import make_kaggle_layout, run_script
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    data = make_kaggle_layout(tmp / "src")
+    out = tmp / "multirun"
+    r = run_script("train.py", "-m", f"data.archive={data}", f"data.data_dir={tmp / 'data'}", "data.batch_size=16",
+                   "trainer.enable_progress_bar=false", "trainer.max_epochs=2", "aug=spec",
+                   "aug.spec=none,saturated@2,saturated@8", "seed=0,1", f"hydra.sweep.dir={out}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def job_metrics(sweep: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+
+
+def test_sweep_writes_table_and_plot(sweep):
+    for name in ("results.csv", "results.md", "results.png"):
+        assert (sweep / name).is_file() and (sweep / name).stat().st_size > 0
+    rows = list(csv.DictReader(open(sweep / "results.csv")))
+    assert [(r["view"], r["saturation_factor"]) for r in rows] == [("none", ""), ("saturated", "2.0"),
+                                                                   ("saturated", "8.0")]
+    assert all(r["n"] == "2" and r["seeds"] == "0 1" for r in rows)
+
+
+def test_table_numbers_come_from_the_jobs(sweep):
+    jobs = job_metrics(sweep)
+    assert len(jobs) == 6
+    rows = {(r["view"], r["saturation_factor"]): r for r in csv.DictReader(open(sweep / "results.csv"))}
+    for (view, factor), row in rows.items():
+        accs = {j["seed"]: j["test"]["acc"] for j in jobs
+                if j["view"]["name"] == view and (view == "none" or j["view"]["saturation_factor"] == float(factor))}
+        vals = [accs[0], accs[1]]
+        mean = sum(vals) / 2
+        assert float(row["test_acc_mean"]) == pytest.approx(mean, abs=1e-6)
+        sd = stats.tstd(vals)
+        assert float(row["test_acc_std"]) == pytest.approx(sd, abs=1e-6)
+        half = stats.t.ppf(0.975, 1) * sd / math.sqrt(2)
+        assert float(row["test_acc_ci_high"]) == pytest.approx(mean + half, abs=1e-6)
+        if view != "none":
+            base = {j["seed"]: j["test"]["acc"] for j in jobs if j["view"]["name"] == "none"}
+            diff = sum(accs[s] - base[s] for s in (0, 1)) / 2
+            assert float(row["acc_diff_vs_none"]) == pytest.approx(diff, abs=1e-6)
+    md = (sweep / "results.md").read_text()
+    assert "Epoch 1 Val Accuracy" in md and "Epoch 2 Val Accuracy" in md and "| saturated | 8 |" in md
+
+
+def fake_job(sweep: Path, num: int, seed: int, view: str, factor: float, acc: float | None, extra=()):
+    d = sweep / str(num)
+    (d / ".hydra").mkdir(parents=True)
+    overrides = [f"aug.spec={view}@{factor}", f"seed={seed}", *extra]
+    (d / ".hydra/overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (d / ".hydra/config.yaml").write_text(yaml.safe_dump({"seed": seed, "aug": {"name": "${x}"}}))
+    if acc is not None:
+        (d / "metrics.json").write_text(json.dumps({
+            "seed": seed, "view": {"name": view, "saturation_factor": factor},
+            "test": {"acc": acc, "auroc": acc, "f1": acc}, "val_acc_per_epoch": [acc - 0.1, acc]}))
+
+
+def test_paired_comparison_and_failed_jobs_are_listed(tmp_path):
+    base = [0.90, 0.92, 0.94]
+    view = [0.80, 0.83, 0.83]
+    n = 0
+    for s in range(3):
+        fake_job(tmp_path, n, s, "none", 1, base[s]); n += 1
+        fake_job(tmp_path, n, s, "inverted_saturated", 500, view[s]); n += 1
+    fake_job(tmp_path, n, 3, "inverted_saturated", 500, None)  # crashed or still running
+    result = aggregate(tmp_path)
+    row = next(r for r in result["rows"] if r["view"] == "inverted_saturated")
+    t = stats.ttest_rel(view, base)
+    assert row["vs_none"]["p"] == pytest.approx(t.pvalue)
+    assert row["vs_none"]["diff"] == pytest.approx(sum(v - b for v, b in zip(view, base)) / 3)
+    assert row["acc"]["n"] == 3
+    assert len(result["failed"]) == 1 and result["failed"][0]["dir"] == "6"
+    assert "Failed or unfinished jobs (1)" in (tmp_path / "results.md").read_text()
+
+
+def test_standalone_command(tmp_path):
+    for s in range(2):
+        fake_job(tmp_path, s, s, "none", 1, 0.5 + s / 10)
+    r = subprocess.run([sys.executable, "-m", "aidetect.cli", "aggregate", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "| none |" in r.stdout and (tmp_path / "results.csv").is_file()

@@ -55,7 +55,8 @@ def test_train_writes_run_dir_then_eval_uses_checkpoint_view(tmp_path, kaggle_zi
     assert m["epochs"][0]["train_images"] == 64 and m["epochs"][0]["val_images"] == 16
     assert set(m["test"]) >= {"acc", "auroc", "f1", "precision", "recall", "loss"}
     ckpts = {p.name for p in (run / "checkpoints").iterdir()}
-    assert "last.ckpt" in ckpts and len(ckpts) == 2
+    assert "last.ckpt" in ckpts and len(ckpts) == 2 and not any("tmp" in c for c in ckpts)
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["epoch"] == 1  # the final epoch
     assert yaml.safe_load((run / ".hydra/config.yaml").read_text())["aug"]["saturation_factor"] == 7
     ck = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
     assert ck["hyper_parameters"]["view"] == "inverted_saturated" and ck["run_config"]["seed"] == 42
@@ -106,3 +107,23 @@ def test_real_cifake_slice(tmp_path):
     m = train(cfg)
     assert m["data"]["raw_train"] == 1200 and m["data"]["raw_test"] == 300
     assert m["test"]["acc"] > 0.6  # real signal, even from 960 training images
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, kaggle_dir):
+    first = compose_train(common(tmp_path, kaggle_dir) + ["trainer.max_epochs=1", f"output_dir={tmp_path / 'a'}"])
+    train(first)
+    last = tmp_path / "a/checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 0
+    resumed = compose_train(common(tmp_path, kaggle_dir) + ["trainer.max_epochs=3", f"ckpt_path={last}",
+                                                            f"output_dir={tmp_path / 'b'}"])
+    m = train(resumed)
+    assert [e["epoch"] for e in m["epochs"]] == [2, 3]  # epoch 1 is not trained again
+    assert torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def test_slurm_launcher_config_composes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1

@@ -58,7 +58,11 @@ class ViewGrid(L.Callback):
         x = to_float(images).to(pl_module.device)
         with torch.no_grad():
             seen = pl_module.view(x)
-        grid = make_grid(torch.cat([x, seen]).cpu(), nrow=len(x), padding=2, pad_value=0.5)
+            both = torch.cat([x, seen])
+            if max(both.shape[-2:]) > 256:  # keep event files small for high-resolution data
+                scale = 256 / max(both.shape[-2:])
+                both = torch.nn.functional.interpolate(both, scale_factor=scale, mode="area")
+        grid = make_grid(both.cpu(), nrow=len(x), padding=2, pad_value=0.5)
         logger.experiment.add_image(f"val/view_{pl_module.view.name}", grid, trainer.global_step)
         logger.experiment.add_text("val/view_grid_labels", "columns: " + " ".join(
             "FAKE" if int(c) else "REAL" for c in labels), trainer.global_step)

@@ -13,12 +13,24 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from aidetect.callbacks import EpochStats, ViewGrid
 from aidetect.module import Detector
 
 log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temp file and renamed: a kill mid-save never leaves a
+    truncated last.ckpt to resume from."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -42,7 +54,7 @@ def build(cfg: DictConfig, out: Path):
     callbacks = [stats, ViewGrid()] + [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                      default_root_dir=str(out))
+                                      default_root_dir=str(out), plugins=[AtomicCheckpointIO()])
     return datamodule, model, trainer, stats
 
 
@@ -69,9 +81,11 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     results = {}
     if cfg.get("test"):
-        ckpt = trainer.checkpoint_callback
-        which = cfg.get("test_ckpt", "best")
-        use = which if ckpt is not None and ckpt.best_model_path and not trainer.fast_dev_run else None
+        ckpt = trainer.checkpoint_callback  # the first one: best by val/acc
+        if cfg.get("test_ckpt", "best") not in ("best", "last"):
+            raise ValueError(f"test_ckpt={cfg.test_ckpt!r}; valid: best, last")
+        use = "best" if (cfg.get("test_ckpt", "best") == "best" and ckpt is not None and ckpt.best_model_path
+                         and not trainer.fast_dev_run) else None  # None: the weights in memory = last epoch
         results = trainer.test(model, datamodule=datamodule, ckpt_path=use)[0]
 
     metrics = {

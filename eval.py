@@ -6,9 +6,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from aidetect.config import register_resolvers
-
-register_resolvers()
+import aidetect  # noqa: F401  (registers the config resolvers before Hydra composes)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")

@@ -26,6 +26,10 @@ def test_configs_compose():
     for name in ("data_dir", "batch_size", "num_workers"):
         assert name in cfg.data
     assert "seed" in cfg and "ckpt_path" in cfg
+    flux = compose_train(["experiment=flux_seed"])
+    assert flux.model.arch == "seed_flux_cnn" and flux.data.batch_size == 16 and list(flux.data.image_size) == [720, 1280]
+    sweep = compose_train(["experiment=saturation_sweep", "aug.spec=inverted_saturated@64"])
+    assert (sweep.aug.name, sweep.aug.saturation_factor) == ("inverted_saturated", 64.0)
 
 
 @pytest.mark.parametrize("aug", VIEWS)
@@ -71,18 +75,21 @@ def test_train_writes_run_dir_then_eval_uses_checkpoint_view(tmp_path, kaggle_zi
     assert e["data"]["test"] == 24
 
 
-def test_tensorboard_has_scalars_and_view_grid(tmp_path, kaggle_dir):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def test_tensorboard_has_scalars_view_grid_and_hparams(tmp_path, kaggle_dir):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["aug=inverted_saturated", "trainer.max_epochs=1",
                                                         f"output_dir={tmp_path / 'run'}", "trainer.log_every_n_steps=1"])
     train(cfg)
-    tags = {"scalars": set(), "images": set()}
+    tags = set()  # (tag, plugin)
     for f in (tmp_path / "run/tensorboard").glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(f)).Reload()
-        for k in tags:
-            tags[k] |= set(acc.Tags()[k])
-    assert {"train/loss_step", "val/acc", "val/auroc", "test/acc"} <= tags["scalars"]
-    assert "val/view_inverted_saturated" in tags["images"]
+        for event in EventFileLoader(str(f)).Load():
+            tags |= {(v.tag, v.metadata.plugin_data.plugin_name or ("images" if v.HasField("image") else "?"))
+                     for v in event.summary.value}
+    scalars = {t for t, p in tags if p == "scalars"}
+    assert {"train/loss_step", "val/acc", "val/auroc", "test/acc"} <= scalars
+    assert ("val/view_inverted_saturated", "images") in tags
+    # HParams tab: the run's settings with its final test metrics
+    assert ("_hparams_/session_start_info", "hparams") in tags and "hparams/test_acc" in scalars
 
 
 def test_multirun_sweep_over_two_factors(tmp_path, kaggle_zip):

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -20,6 +21,10 @@ from aidetect.callbacks import EpochStats, ViewGrid
 from aidetect.module import Detector
 
 log = logging.getLogger(__name__)
+
+# The view is applied in Detector.on_after_batch_transfer on purpose (it belongs to the
+# model and its checkpoint); Lightning warns about that combination on every run.
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

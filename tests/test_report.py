@@ -62,6 +62,17 @@ def test_table_numbers_come_from_the_jobs(sweep):
     assert "Epoch 1 Val Accuracy" in md and "Epoch 2 Val Accuracy" in md and "| saturated | 8 |" in md
 
 
+def test_eval_sweep_over_checkpoints_is_aggregated_by_view_and_seed(sweep, tmp_path):
+    ckpts = sorted(str(p) for p in sweep.glob("*/checkpoints/last.ckpt"))
+    r = run_script("eval.py", "-m", f"ckpt_path={','.join(ckpts)}", f"data.archive={sweep.parent / 'src'}",
+                   f"data.data_dir={tmp_path / 'data'}", "data.dedup=false", "trainer.enable_progress_bar=false",
+                   f"hydra.sweep.dir={tmp_path / 'eval'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "eval/results.csv")))
+    assert [(x["view"], x["n"], x["seeds"]) for x in rows] == [("none", "2", "0 1"), ("saturated", "2", "0 1"),
+                                                                ("saturated", "2", "0 1")]
+
+
 def fake_job(sweep: Path, num: int, seed: int, view: str, factor: float, acc: float | None, extra=()):
     d = sweep / str(num)
     (d / ".hydra").mkdir(parents=True)
@@ -98,3 +109,13 @@ def test_standalone_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "aidetect.cli", "aggregate", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "| none |" in r.stdout and (tmp_path / "results.csv").is_file()
+
+
+def test_views_figure(tmp_path, kaggle_dir):
+    from PIL import Image
+
+    from aidetect.report import views_figure
+    out = tmp_path / "views.png"
+    views_figure(kaggle_dir / "test", out, factors=[8, 500], n=3, size=64)
+    with Image.open(out) as im:  # 6 view rows x 6 images, 64 px each plus 2 px padding
+        assert im.size == (6 * 66 + 2, 6 * 66 + 2)

@@ -4,6 +4,7 @@
     aidetect flux collect-real --n 900   # REAL photographs (Openverse, URL list or folder)
     aidetect flux build                  # both pools -> train/validation/test/{REAL,FAKE}
     aidetect aggregate outputs/<task>/multirun/<time>   # results table of a sweep
+    aidetect views data/cifake/raw/test --out docs/views_cifake.png   # what each view looks like
 """
 
 import argparse

@@ -40,6 +40,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "checkpoint": str(ckpt.resolve()),
         "view": {"name": model.view.name, "saturation_factor": model.view.saturation_factor},
         "model": model.hparams.arch,
+        "seed": saved.get("seed"),  # the training seed: lets `aidetect aggregate` pair eval sweeps
         "trained_with": {k: saved.get(k) for k in ("seed", "data", "aug")} if saved else None,
         "data": datamodule.counts,
     }

@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 
 METRICS = ("acc", "auroc", "f1")
 VIEW_KEYS = ("aug", "aug.name", "aug.saturation_factor", "aug.spec")
+RUN_KEYS = ("seed", "ckpt_path")  # identify a run within a setting (eval sweeps vary ckpt_path)
 
 
 def load_jobs(sweep: Path) -> tuple[list[dict], list[dict]]:
@@ -30,6 +31,7 @@ def load_jobs(sweep: Path) -> tuple[list[dict], list[dict]]:
         job = {"dir": d.name, "overrides": overrides, "seed": cfg["seed"]}
         if (d / "metrics.json").is_file():
             job["metrics"] = json.loads((d / "metrics.json").read_text())
+            job["seed"] = job["metrics"].get("seed", job["seed"])
             # The resolved view, as trained (the saved config may hold an aug.spec interpolation).
             job["view"], job["factor"] = job["metrics"]["view"]["name"], float(job["metrics"]["view"]["saturation_factor"])
             done.append(job)
@@ -71,7 +73,7 @@ def aggregate(sweep: str | Path) -> dict:
     sweep = Path(sweep)
     done, broken = load_jobs(sweep)
     all_jobs = done + broken
-    keys = {k for j in all_jobs for k in j["overrides"]} - {"seed", *VIEW_KEYS}
+    keys = {k for j in all_jobs for k in j["overrides"]} - {*RUN_KEYS, *VIEW_KEYS}
     varying = sorted(k for k in keys if len({j["overrides"].get(k) for j in all_jobs}) > 1)
     groups: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for j in done:
@@ -81,7 +83,7 @@ def aggregate(sweep: str | Path) -> dict:
         row = {"view": view, "saturation_factor": factor, **dict(other), "seeds": sorted(by_seed)}
         for m in METRICS:
             row[m] = mean_ci([j["metrics"]["test"][m] for j in by_seed.values()])
-        curves = [j["metrics"]["val_acc_per_epoch"] for j in by_seed.values()]
+        curves = [j["metrics"].get("val_acc_per_epoch") or [] for j in by_seed.values()]  # none for eval runs
         row["val_acc_per_epoch"] = [sum(c[e] for c in curves) / len(curves) for e in range(min(map(len, curves)))]
         base = groups.get(("none", None, other))
         row["vs_none"] = None if base is None or view == "none" else paired(
@@ -188,6 +190,31 @@ def plot(path: Path, result: dict) -> None:
     plt.close(fig)
 
 
+def views_figure(folder: Path, out: Path, factors=(8, 500), n=4, size=128) -> None:
+    """A grid of n REAL and n FAKE images from folder/{REAL,FAKE}: one row per view."""
+    import torch
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor, resize
+    from torchvision.utils import save_image
+
+    from aidetect.data.common import list_class_folder
+    from aidetect.views import View
+
+    views = [View("none"), View("inverted")] + [View(v, f) for f in factors for v in ("saturated", "inverted_saturated")]
+    items = list_class_folder(Path(folder))
+    picks = [p for c in (0, 1) for p in [p for p, lab in items if lab == c][:n]]
+    imgs = [pil_to_tensor(Image.open(p).convert("RGB")).float() / 255 for p in picks]
+    if len({im.shape for im in imgs}) > 1 or imgs[0].shape[-1] > size:  # shrink/unify, for a readable figure
+        imgs = [resize(im, [size, size], antialias=True) for im in imgs]
+    x = torch.stack(imgs)
+    rows = torch.cat([v(x) for v in views])  # small images: the view at native size, as the model sees it
+    if rows.shape[-1] < size:
+        rows = torch.nn.functional.interpolate(rows, size=(size, size), mode="nearest")
+    save_image(rows, out, nrow=len(picks), padding=2, pad_value=1.0)
+    print(f"{out}: columns {n} REAL then {n} FAKE; rows " + ", ".join(
+        v.name + (f"@{v.saturation_factor:g}" if v.saturate else "") for v in views))
+
+
 class AggregateCallback(Callback):
     """Hydra callback: aggregate the sweep folder when a multirun ends."""
 
@@ -208,3 +235,8 @@ def add_parser(sub) -> None:
     p.add_argument("sweep_dir")
     p.add_argument("--strict", action="store_true", help="exit 1 when some jobs failed or did not finish")
     p.set_defaults(func=cmd_aggregate)
+    v = sub.add_parser("views", help="PNG of REAL and FAKE images under every view")
+    v.add_argument("folder", help="a folder holding REAL/ and FAKE/")
+    v.add_argument("--out", default="views.png")
+    v.add_argument("--factors", type=float, nargs="+", default=[8, 500])
+    v.set_defaults(func=lambda a: views_figure(Path(a.folder), Path(a.out), a.factors))

@@ -40,14 +40,16 @@ def load_jobs(sweep: Path) -> tuple[list[dict], list[dict]]:
     return done, broken
 
 
-def mean_ci(values: list[float]) -> dict:
+def mean_ci(values: list[float], bounds=(-math.inf, math.inf)) -> dict:
+    """Mean, sample std and Student-t 95% interval (clipped to the metric's range)."""
     from scipy import stats
 
     n = len(values)
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
     half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) if n > 1 else float("nan")
-    return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+    lo, hi = (max(bounds[0], mean - half), min(bounds[1], mean + half)) if n > 1 else (math.nan, math.nan)
+    return {"mean": mean, "std": std, "ci_low": lo, "ci_high": hi, "n": n}
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
@@ -82,7 +84,7 @@ def aggregate(sweep: str | Path) -> dict:
     for (view, factor, other), by_seed in groups.items():
         row = {"view": view, "saturation_factor": factor, **dict(other), "seeds": sorted(by_seed)}
         for m in METRICS:
-            row[m] = mean_ci([j["metrics"]["test"][m] for j in by_seed.values()])
+            row[m] = mean_ci([j["metrics"]["test"][m] for j in by_seed.values()], bounds=(0.0, 1.0))
         curves = [j["metrics"].get("val_acc_per_epoch") or [] for j in by_seed.values()]  # none for eval runs
         row["val_acc_per_epoch"] = [sum(c[e] for c in curves) / len(curves) for e in range(min(map(len, curves)))]
         base = groups.get(("none", None, other))

@@ -90,3 +90,11 @@ def test_high_resolution_training_path(tmp_path):
     m = train(cfg)
     assert m["params"] == 2_389_313 and m["view"]["saturation_factor"] == 8
     assert m["data"]["train"] == 20 and 0 <= m["test"]["acc"] <= 1
+
+
+def test_small_cnn_on_large_images_is_a_clear_error(tmp_path):
+    root = make_pool(tmp_path / "pool", 4)
+    cfg = compose_train([f"data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
+                         f"output_dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"])
+    with pytest.raises(ValueError, match="model=seed_flux_cnn"):
+        train(cfg)

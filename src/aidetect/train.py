@@ -82,6 +82,10 @@ def train(cfg: DictConfig) -> dict:
     datamodule.setup("fit")
     prep_seconds = time.perf_counter() - t0
     log.info("data ready in %.1f s: %s", prep_seconds, datamodule.counts)
+    size = tuple(datamodule.splits["train"].images.shape[-2:])
+    if cfg.model.arch == "seed_cifake_cnn" and size != (32, 32):  # its FC layer is sized for 32x32
+        raise ValueError(f"model=seed_cifake_cnn takes 32x32 images but the data is {size[0]}x{size[1]}: "
+                         f"use model=seed_flux_cnn (any size) or data.image_size=[32,32]")
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     results = {}

@@ -1,22 +1,24 @@
 """Train a detector. Examples:
 
     python train.py data.archive=../shared/data/cifake.zip aug=inverted_saturated
-    python train.py -m experiment=cifake_seed data.archive=../shared/data/cifake.zip
-    python train.py data=folder data.root=/path/to/images model=seed_flux_cnn
+    python train.py data=flux aug=inverted_saturated            # the original FLUX setup
+    python train.py -m aug=inverted_saturated aug.saturation_factor=1,8,500
+    python train.py data=folder data.root=/path/to/images
 """
 
 import hydra
 from omegaconf import DictConfig
 
-import aidetect  # noqa: F401  (registers the config resolvers before Hydra composes)
-
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from aidetect.config import user_errors
     from aidetect.train import train  # imported late so `--help` and config errors are fast
 
-    metrics = train(cfg)
-    return metrics["test"].get("acc")
+    with user_errors():
+        metrics = train(cfg)
+    # What sweepers optimise: validation accuracy of the final epoch, never a test number.
+    return (metrics["val_acc_per_epoch"] or [None])[-1]
 
 
 if __name__ == "__main__":

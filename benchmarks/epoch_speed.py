@@ -1,6 +1,6 @@
 """Epoch speed against the model's own limit, on this machine.
 
-    python benchmarks/epoch_speed.py --cache data/cifake/cache-v1.pt
+    python benchmarks/epoch_speed.py --cache data/cifake/cache/raw-train-<key>.pt   # the CIFAKE train split
     python benchmarks/epoch_speed.py --train 8000 --val 2000      # synthetic data, quicker
 
 "Limit" is the smallest possible epoch: a bare PyTorch loop of forward + backward + Adam
@@ -16,11 +16,22 @@ import json
 import tempfile
 import time
 
+from pathlib import Path
+
 import torch
+import yaml
 
 from aidetect.callbacks import EpochStats
-from aidetect.data.common import ImageDataModule, InMemoryImages
+from aidetect.data.folder import FolderDataModule, InMemoryImages
 from aidetect.module import Detector
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_model(model: str, view: str, factor: float, channels_last=True) -> Detector:
+    cfg = yaml.safe_load((ROOT / "configs/model" / f"{model}.yaml").read_text())
+    spec = {"name": view, **({"saturation_factor": factor} if "saturat" in view else {})}
+    return Detector(net=cfg["net"], view=spec, optimizer=cfg.get("optimizer"), channels_last=channels_last)
 
 
 def bare_epoch(model: Detector, train: InMemoryImages, val: InMemoryImages, bs: int) -> float:
@@ -31,21 +42,26 @@ def bare_epoch(model: Detector, train: InMemoryImages, val: InMemoryImages, bs: 
     model.train()
     for idx in torch.randperm(len(train)).split(bs):
         x, y = train[idx]
-        loss = loss_fn(model(model._prepare(x)), y.float())
+        loss = loss_fn(model(x), y.float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     model.eval()
     with torch.no_grad():
         for idx in torch.arange(len(val)).split(bs):
-            model(model._prepare(val[idx][0]))
+            model(val[idx][0])
     return time.perf_counter() - t0
 
 
-class Fixed(ImageDataModule):
+class Fixed(FolderDataModule):
+    """The framework's data module over tensors already in memory."""
+
     def __init__(self, splits, **kw):
         super().__init__(**kw)
         self.splits = splits
+
+    def _check_root(self, root, hint):
+        pass
 
 
 def framework_epoch(view, factor, splits, bs, arch) -> float:
@@ -55,7 +71,7 @@ def framework_epoch(view, factor, splits, bs, arch) -> float:
         trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=L.pytorch.loggers.TensorBoardLogger(d),
                             callbacks=[stats], enable_progress_bar=False, num_sanity_val_steps=0,
                             enable_model_summary=False, default_root_dir=d, log_every_n_steps=50)
-        trainer.fit(Detector(arch, view=view, saturation_factor=factor), datamodule=Fixed(splits, batch_size=bs))
+        trainer.fit(make_model(arch, view, factor), datamodule=Fixed(splits, batch_size=bs))
     return stats.epochs[0]["seconds"]
 
 
@@ -67,13 +83,14 @@ def main():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--view", default="inverted_saturated")
     p.add_argument("--factor", type=float, default=500)
-    p.add_argument("--arch", default="seed_cifake_cnn")
+    p.add_argument("--arch", default="seed_cifake_cnn", help="a configs/model/ name")
     p.add_argument("--repeats", type=int, default=2, help="alternate bare/framework runs; best of each")
     a = p.parse_args()
     torch.manual_seed(0)
     n = a.train + a.val
     if a.cache:
-        c = torch.load(a.cache, weights_only=False)["train"]
+        c = torch.load(a.cache, weights_only=True)
+        c = c.get("train", c)  # a split cache file, or an old all-splits cache
         images, labels = c["images"][:n], c["labels"][:n]
     else:
         images, labels = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 2, (n,))
@@ -82,7 +99,7 @@ def main():
     bares, bares_nchw, fws = [], [], []
     for _ in range(a.repeats):  # alternating, so drift in machine speed hits all alike
         for cl, out in ((False, bares_nchw), (True, bares)):
-            model = Detector(a.arch, view=a.view, saturation_factor=a.factor, channels_last=cl)
+            model = make_model(a.arch, a.view, a.factor, channels_last=cl)
             out.append(bare_epoch(model, splits["train"], splits["val"], a.batch_size))
         fws.append(framework_epoch(a.view, a.factor, splits, a.batch_size, a.arch))
     bare, fw = min(bares), min(fws)

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from aidetect import FAKE, REAL
+from aidetect.config import ConfigError
 from aidetect.data.archive import UnsafeArchiveError, kaggle_download, safe_extract
 from aidetect.data.cifake import KAGGLE_DATASET, CIFAKEDataModule
-from aidetect.data.common import list_class_folder, stratified_split
+from aidetect.data.folder import stratified_split
+from aidetect.data.images import list_class_folder
 
 
 def test_label_map_is_by_name_not_sort_order(kaggle_dir):
@@ -21,7 +23,7 @@ def test_label_map_is_by_name_not_sort_order(kaggle_dir):
 
 def test_missing_class_folder_is_named(tmp_path):
     (tmp_path / "REAL").mkdir()
-    with pytest.raises(FileNotFoundError, match="FAKE"):
+    with pytest.raises(ConfigError, match="FAKE"):
         list_class_folder(tmp_path)
 
 
@@ -92,20 +94,31 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path, kaggle_dir):
 
 def test_strict_mode_fails_fast_naming_the_file(tmp_path, kaggle_dir):
     (kaggle_dir / "train/REAL/broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match="broken.jpg"):
-        _datamodule(tmp_path, kaggle_dir, strict=True).prepare_data()
+    dm = _datamodule(tmp_path, kaggle_dir, strict=True)
+    dm.prepare_data()
+    with pytest.raises(ConfigError, match="broken.jpg"):
+        dm.setup()
+
+
+def cache_files(dm):
+    return {p.name: p.stat().st_mtime_ns for p in dm.cache_dir.glob("*.pt")}
 
 
 def test_cache_is_reused(tmp_path, kaggle_zip):
     dm = _datamodule(tmp_path, kaggle_zip)
     dm.prepare_data()
-    stamp = dm.cache_file.stat().st_mtime_ns
-    _datamodule(tmp_path, kaggle_zip).prepare_data()
-    assert dm.cache_file.stat().st_mtime_ns == stamp
+    dm.setup()
+    stamps = cache_files(dm)
+    assert len(stamps) == 2  # one file per split: train, test
+    again = _datamodule(tmp_path, kaggle_zip)
+    again.prepare_data()
+    again.setup()
+    assert cache_files(again) == stamps
+    assert torch.equal(again.splits["val"].images, dm.splits["val"].images)
 
 
 def test_missing_archive_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="data.archive"):
+    with pytest.raises(ConfigError, match="data.archive"):
         _datamodule(tmp_path, tmp_path / "nope.zip")
 
 

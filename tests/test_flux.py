@@ -19,7 +19,7 @@ from aidetect.flux.generate import GenerateError, Generator, generate, make_clie
 from conftest import ROOT, SHARED_DATA
 from fakes import FakeOpenverse, FakeReplicate, jpeg_bytes
 
-CFG = OmegaConf.load(ROOT / "configs/flux/flux.yaml")
+CFG = OmegaConf.load(ROOT / "src/aidetect/flux/flux.yaml")
 
 
 def gen_cfg(**kw):

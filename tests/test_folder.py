@@ -3,6 +3,7 @@
 import pytest
 from PIL import Image
 
+from aidetect.config import ConfigError
 from aidetect.data.folder import FolderDataModule
 from aidetect.train import train
 from conftest import compose_train, make_image
@@ -51,7 +52,7 @@ def test_train_and_val_only_val_becomes_test(tmp_path):
 
 
 def test_resize_policies_give_the_training_size(tmp_path):
-    root = make_pool(tmp_path / "pool", 4)
+    root = make_pool(tmp_path / "pool", 10)
     for policy in ("center_crop", "resize"):
         dm = dm_for(tmp_path, root, image_size=[36, 48], resize=policy)
         assert tuple(dm.splits["train"].images.shape[1:]) == (3, 36, 48)
@@ -60,24 +61,27 @@ def test_resize_policies_give_the_training_size(tmp_path):
 def test_mixed_sizes_without_image_size_name_the_setting(tmp_path):
     root = make_pool(tmp_path / "pool", 3)
     Image.new("RGB", (50, 50)).save(root / "REAL" / "odd.jpg")
-    with pytest.raises(ValueError, match=r"data.image_size"):
-        dm_for(tmp_path, root)
+    with pytest.raises(ConfigError, match=r"data.image_size"):
+        dm_for(tmp_path, root)  # no network to take a default size from: the setting is named
 
 
 def test_cache_key_follows_the_folder(tmp_path):
-    root = make_pool(tmp_path / "pool", 5)
-    first = dm_for(tmp_path, root).cache_file
+    root = make_pool(tmp_path / "pool", 10)
+    first = set(dm_for(tmp_path, root).cache_dir.glob("*.pt"))
     Image.new("RGB", (160, 90)).save(root / "FAKE" / "new.jpg")
     dm = dm_for(tmp_path, root)
-    assert dm.cache_file != first and dm.counts["train"] + dm.counts["val"] + dm.counts["test"] == 11
+    assert len(set(dm.cache_dir.glob("*.pt")) - first) == 1
+    assert dm.counts["train"] + dm.counts["val"] + dm.counts["test"] == 21
+    dm_for(tmp_path, root, image_size=[45, 80])  # a setting that changes the pixels: a new key
+    assert len(set(dm.cache_dir.glob("*.pt")) - first) == 2
 
 
 def test_bad_root_and_policy_are_clear(tmp_path):
-    with pytest.raises(ValueError, match="data.root"):
+    with pytest.raises(ConfigError, match="data.root"):
         FolderDataModule(root=None)
-    with pytest.raises(FileNotFoundError, match="data.root"):
+    with pytest.raises(ConfigError, match="data.root"):
         FolderDataModule(root=tmp_path / "missing")
-    with pytest.raises(ValueError, match="center_crop"):
+    with pytest.raises(ConfigError, match="center_crop"):
         FolderDataModule(root=tmp_path, resize="squash")
 
 
@@ -92,9 +96,24 @@ def test_high_resolution_training_path(tmp_path):
     assert m["data"]["train"] == 20 and 0 <= m["test"]["acc"] <= 1
 
 
-def test_small_cnn_on_large_images_is_a_clear_error(tmp_path):
-    root = make_pool(tmp_path / "pool", 4)
-    cfg = compose_train([f"data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
-                         f"output_dir={tmp_path / 'run'}", "trainer.enable_progress_bar=false"])
-    with pytest.raises(ValueError, match="model=seed_flux_cnn"):
-        train(cfg)
+def test_mixed_sizes_use_the_networks_default_size(tmp_path):
+    root = make_pool(tmp_path / "pool", 6, size=(150, 170))
+    Image.new("RGB", (200, 140)).save(root / "REAL" / "odd.jpg")
+    cfg = compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}", "debug=fdr",
+                         "model=seed_cifake_cnn", "trainer.enable_progress_bar=false", f"output_dir={tmp_path / 'run'}"])
+    m = train(cfg)
+    assert m["data"]["image_size"] == [32, 32] and m["model"]["input_size"] == [32, 32]
+
+
+def test_small_cnn_is_sized_for_larger_images(tmp_path):
+    root = make_pool(tmp_path / "pool", 10)
+    cfg = compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
+                         "model=seed_cifake_cnn", f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=1",
+                         "trainer.enable_progress_bar=false"])
+    m = train(cfg)
+    assert m["model"]["input_size"] == [90, 160] and m["params"] == 634_305 + 128 * (11 * 20 - 16) * 256
+
+
+def test_an_empty_split_is_a_message(tmp_path):
+    with pytest.raises(ConfigError, match="test_fraction"):
+        dm_for(tmp_path, make_pool(tmp_path / "pool", 3))  # 10% of 3 per class rounds to 0

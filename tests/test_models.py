@@ -1,23 +1,69 @@
+"""Every network with every view: built from its config as train.py does, one forward and
+backward on a uint8 batch at the network's smallest input, input channels from the view."""
+
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
-from aidetect.models import build_model, count_parameters
+from aidetect.config import ConfigError
+from aidetect.models import SeedCifakeCNN, SeedFluxCNN, build_network, count_parameters, network_class
+from aidetect.module import Detector
+from aidetect.views import VIEWS, build_view, view_params
+from conftest import ROOT
 
-
-def test_flux_cnn_has_the_original_parameter_count():
-    assert count_parameters(build_model("seed_flux_cnn")) == 2_389_313
-
-
-def test_cifake_cnn_shape():
-    net = build_model("seed_cifake_cnn")
-    assert net(torch.rand(5, 3, 32, 32)).shape == (5, 1)
+MODEL_CONFIGS = sorted((ROOT / "configs/model").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("size", [(144, 256), (300, 300)])
-def test_flux_cnn_takes_any_resolution(size):
-    assert build_model("seed_flux_cnn")(torch.rand(2, 3, *size)).shape == (2, 1)
+def model_cfg(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
 
 
-def test_unknown_model():
-    with pytest.raises(ValueError, match="seed_cifake_cnn"):
-        build_model("resnet")
+@pytest.mark.parametrize("model", MODEL_CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("view", sorted(VIEWS))
+def test_every_model_with_every_view_trains_a_step(model, view):
+    cfg = model_cfg(model)
+    spec = {"name": view, **{p: 4.0 for p in view_params(view)}}
+    cls = network_class(cfg["net"]["_target_"])
+    size = [max(16, s) for s in cls.min_input_size]
+    det = Detector(net=cfg["net"], view=spec, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"),
+                   input_size=size)
+    assert det.net[0].in_channels == build_view(spec).out_channels
+    x = torch.randint(0, 256, (2, 3, *size), dtype=torch.uint8)
+    det.train()
+    logits = det(x)
+    assert logits.shape == (2,)
+    loss = det.loss(logits, torch.tensor([0.0, 1.0]))
+    loss.backward()
+    assert all(p.grad is not None for p in det.net.parameters())
+    opt = det.configure_optimizers()
+    (opt["optimizer"] if isinstance(opt, dict) else opt).step()
+
+
+def test_seed_networks_keep_the_original_parameter_counts():
+    assert count_parameters(SeedFluxCNN()) == 2_389_313
+    assert count_parameters(SeedCifakeCNN()) == 634_305
+    assert count_parameters(SeedCifakeCNN(input_size=(64, 64))) == 634_305 + 128 * (64 - 16) * 256
+
+
+def test_cifake_cnn_is_sized_for_its_input():
+    assert SeedCifakeCNN(input_size=(48, 64))(torch.rand(5, 3, 48, 64)).shape == (5, 1)
+    assert SeedCifakeCNN(in_channels=6)(torch.rand(2, 6, 32, 32)).shape == (2, 1)
+
+
+@pytest.mark.parametrize("size", [(133, 133), (144, 256), (300, 300), (133, 1000)])
+def test_flux_cnn_takes_any_resolution_from_its_minimum(size):
+    assert SeedFluxCNN()(torch.rand(2, 3, *size)).shape == (2, 1)
+
+
+def test_flux_cnn_minimum_is_exact():
+    with pytest.raises(RuntimeError):
+        SeedFluxCNN()(torch.rand(1, 3, 132, 132))  # why min_input_size is what it is
+    with pytest.raises(ConfigError, match=r"data.image_size=\[128, 128\].*133x133"):
+        SeedFluxCNN(input_size=(128, 128))
+
+
+def test_unknown_network_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="aidetect.models.SeedFluxCNN"):
+        build_network({"_target_": "torch.nn.Linear"})

@@ -96,8 +96,8 @@ def test_paired_comparison_and_failed_jobs_are_listed(tmp_path):
     result = aggregate(tmp_path)
     row = next(r for r in result["rows"] if r["view"] == "inverted_saturated")
     t = stats.ttest_rel(view, base)
-    assert row["vs_none"]["p"] == pytest.approx(t.pvalue)
-    assert row["vs_none"]["diff"] == pytest.approx(sum(v - b for v, b in zip(view, base)) / 3)
+    assert row["vs_baseline"]["p"] == pytest.approx(t.pvalue)
+    assert row["vs_baseline"]["diff"] == pytest.approx(sum(v - b for v, b in zip(view, base)) / 3)
     assert row["acc"]["n"] == 3
     assert len(result["failed"]) == 1 and result["failed"][0]["dir"] == "6"
     assert "Failed or unfinished jobs (1)" in (tmp_path / "results.md").read_text()
@@ -117,5 +117,30 @@ def test_views_figure(tmp_path, kaggle_dir):
     from aidetect.report import views_figure
     out = tmp_path / "views.png"
     views_figure(kaggle_dir / "test", out, factors=[8, 500], n=3, size=64)
-    with Image.open(out) as im:  # 6 view rows x 6 images, 64 px each plus 2 px padding
-        assert im.size == (6 * 66 + 2, 6 * 66 + 2)
+    with Image.open(out) as im:  # 7 view rows x 6 images, 64 px each plus 2 px padding
+        assert im.size == (6 * 66 + 2, 7 * 66 + 2)
+
+
+def test_rows_key_on_whatever_settings_a_view_has(tmp_path):
+    """No test on view names: a view with other settings gets its own columns, and views
+    that take no factor get none (metrics.json of schema 1 records only real settings)."""
+    def job(num, seed, view, acc):
+        d = tmp_path / str(num)
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra/overrides.yaml").write_text(yaml.safe_dump([f"seed={seed}"]))
+        (d / ".hydra/config.yaml").write_text(yaml.safe_dump({"seed": seed}))
+        (d / "metrics.json").write_text(json.dumps({"schema_version": 1, "seed": seed, "view": view,
+                                                    "test": {"acc": acc, "auroc": acc, "f1": acc}}))
+    n = 0
+    for s in range(2):
+        for view, acc in (({"name": "none"}, 0.9), ({"name": "wavelet", "level": 2, "basis": "haar"}, 0.8 + s / 100),
+                          ({"name": "wavelet", "level": 3, "basis": "haar"}, 0.7)):
+            job(n, s, view, acc)
+            n += 1
+    result = aggregate(tmp_path)
+    assert result["view_settings"] == ["basis", "level"]
+    assert [(r["view"], r["level"]) for r in result["rows"]] == [("none", None), ("wavelet", 2), ("wavelet", 3)]
+    assert result["rows"][1]["vs_baseline"]["diff"] == pytest.approx(-0.095)
+    header = (tmp_path / "results.md").read_text().splitlines()[0]
+    assert "| basis | level |" in header and "saturation" not in header
+    assert (tmp_path / "results.png").stat().st_size > 0

@@ -1,17 +1,16 @@
 """End to end: composed configs, fast_dev_run for every view, a real -m sweep, train then eval."""
 
 import json
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from aidetect.config import view_spec
 from aidetect.train import train
-from conftest import ROOT, SHARED_DATA, compose_train, run_script
-
-VIEWS = ["none", "inverted", "saturated", "inverted_saturated"]
+from aidetect.views import VIEWS
+from conftest import ROOT, compose_train, make_kaggle_layout, run_script
 
 
 def common(tmp_path, archive):
@@ -21,18 +20,33 @@ def common(tmp_path, archive):
 
 def test_configs_compose():
     cfg = compose_train(["experiment=cifake_seed"])
-    assert cfg.model.arch == "seed_cifake_cnn" and cfg.data.batch_size == 32
-    assert cfg.trainer.max_epochs == 5 and cfg.aug.saturation_factor == 500
+    assert cfg.model.net._target_ == "aidetect.models.SeedCifakeCNN" and cfg.data.batch_size == 32
+    assert cfg.trainer.max_epochs == 5 and cfg.data.view_defaults.saturation_factor == 500
     for name in ("data_dir", "batch_size", "num_workers"):
         assert name in cfg.data
     assert "seed" in cfg and "ckpt_path" in cfg
     flux = compose_train(["experiment=flux_seed"])
-    assert flux.model.arch == "seed_flux_cnn" and flux.data.batch_size == 16 and list(flux.data.image_size) == [720, 1280]
+    assert flux.model.net._target_ == "aidetect.models.SeedFluxCNN" and flux.data.batch_size == 16
+    assert list(flux.data.image_size) == [720, 1280]
     sweep = compose_train(["experiment=saturation_sweep", "aug.spec=inverted_saturated@64"])
-    assert (sweep.aug.name, sweep.aug.saturation_factor) == ("inverted_saturated", 64.0)
+    assert view_spec(sweep.aug) == {"name": "inverted_saturated", "saturation_factor": 64.0}
 
 
-@pytest.mark.parametrize("aug", VIEWS)
+def test_each_dataset_brings_its_defaults():
+    """The design card's command gives the original FLUX setup; the command line still wins."""
+    flux = compose_train(["data=flux", "aug=inverted_saturated"])
+    assert flux.model.net._target_ == "aidetect.models.SeedFluxCNN"
+    assert flux.data.batch_size == 16 and flux.aug.saturation_factor == 8
+    assert compose_train(["data=flux", "aug=inverted_saturated", "aug.saturation_factor=500"]).aug.saturation_factor == 500
+    assert compose_train(["aug=inverted_saturated", "data=flux"]).aug.saturation_factor == 8  # order-free
+    cifake = compose_train(["data=cifake", "aug=inverted_saturated"])
+    assert cifake.model.net._target_ == "aidetect.models.SeedCifakeCNN"
+    assert cifake.data.batch_size == 32 and cifake.aug.saturation_factor == 500
+    mine = compose_train(["data=flux", "model=seed_cifake_cnn", "data.batch_size=4"])
+    assert mine.model.net._target_ == "aidetect.models.SeedCifakeCNN" and mine.data.batch_size == 4
+
+
+@pytest.mark.parametrize("aug", sorted(VIEWS))
 def test_fast_dev_run_every_view(tmp_path, kaggle_dir, aug):
     cfg = compose_train(common(tmp_path, kaggle_dir) + [f"aug={aug}", "debug=fdr", f"output_dir={tmp_path / 'run'}"])
     metrics = train(cfg)
@@ -41,11 +55,57 @@ def test_fast_dev_run_every_view(tmp_path, kaggle_dir, aug):
     assert json.loads((tmp_path / "run/metrics.json").read_text())["view"]["name"] == aug
 
 
-def test_bad_view_settings_fail_at_startup(tmp_path, kaggle_dir):
-    r = run_script("train.py", *common(tmp_path, kaggle_dir), "aug=saturated", "aug.saturation_factor=-3",
-                   f"hydra.run.dir={tmp_path / 'run'}")
-    assert r.returncode != 0 and "aug.saturation_factor must be >= 0" in r.stderr
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "configs/experiment").glob("*.yaml")))
+def test_fast_dev_run_every_experiment(tmp_path, experiment):
+    """Each experiment config composes and runs one batch on generated data of its kind."""
+    cfg = compose_train([f"experiment={experiment}"])
+    if cfg.data._target_.endswith("CIFAKEDataModule"):
+        data = [f"data.archive={make_kaggle_layout(tmp_path / 'src', 8, 4)}"]
+    else:  # a folder dataset: images just above the model's minimum input size
+        make_kaggle_layout(tmp_path / "src", 8, 4, size=(140, 150))
+        data = [f"data.root={tmp_path / 'src'}", "data.image_size=[136,136]"]
+    cfg = compose_train([f"experiment={experiment}", *data, f"data.data_dir={tmp_path / 'data'}", "debug=fdr",
+                         "trainer.enable_progress_bar=false", f"output_dir={tmp_path / 'run'}"])
+    m = train(cfg)
+    assert 0 <= m["test"]["acc"] <= 1 and m["model"]["net"]["_target_"] == cfg.model.net._target_
+
+
+def run_fails(tmp_path, *args) -> str:
+    r = run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode != 0, r.stdout[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    return r.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["aug=saturated", "aug.saturation_factor=-3"], "aug.saturation_factor must be >= 0"),
+    (["aug=spec", "aug.spec=inverse"], "valid names: none, inverted"),
+    (["+aug.saturation_factor=8"], "view 'none' takes no setting aug.saturation_factor"),
+    (["model=seed_flux_cnn", "data.image_size=[128,128]"], "needs at least 133x133"),
+    (["data.batch_size=0"], "data.batch_size=0"),
+    (["data.resize=squash"], "valid: resize, center_crop"),
+    (["augment=flip", "augment.hflip=2"], "augment.hflip is a probability"),
+    (["test_ckpt=first"], "valid: best, last"),
+])
+def test_bad_settings_are_one_message_before_any_data_work(tmp_path, kaggle_dir, args, expected):
+    err = run_fails(tmp_path, *common(tmp_path, kaggle_dir), *args)
+    assert expected in err
     assert not (tmp_path / "data").exists()  # failed before touching data
+
+
+def test_missing_data_folders_say_how_to_get_them(tmp_path):
+    err = run_fails(tmp_path, "data=flux", f"data.root={tmp_path / 'nowhere'}")
+    assert "data.root=" in err and "aidetect flux build" in err
+    err = run_fails(tmp_path, "data=folder", f"data.root={tmp_path / 'nowhere'}")
+    assert "is not a folder" in err and "REAL/ and FAKE/" in err
+    err = run_fails(tmp_path, "aug=inverse")  # Hydra's own message for a bad group option
+    assert "aug/inverse" in err and "Available options" in err
+
+
+def test_too_small_native_images_are_refused_with_the_fix(tmp_path):
+    src = make_kaggle_layout(tmp_path / "small", 10, 2, size=(32, 32))
+    err = run_fails(tmp_path, "data=folder", f"data.root={src}", f"data.data_dir={tmp_path / 'd'}")
+    assert "data.image_size=[133,133]" in err
 
 
 def test_train_writes_run_dir_then_eval_uses_checkpoint_view(tmp_path, kaggle_zip):
@@ -53,17 +113,24 @@ def test_train_writes_run_dir_then_eval_uses_checkpoint_view(tmp_path, kaggle_zi
     r = run_script("train.py", *common(tmp_path, kaggle_zip), "aug=inverted_saturated", "aug.saturation_factor=7",
                    "trainer.max_epochs=2", f"hydra.run.dir={run}")
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "epoch 2/2:" in r.stderr + r.stdout  # one summary line per epoch, no progress bar needed
     m = json.loads((run / "metrics.json").read_text())
     assert len(m["val_acc_per_epoch"]) == 2 and len(m["seconds_per_epoch"]) == 2
     assert m["params"] == 634_305 and m["data"]["train"] == 64 and m["seed"] == 42
     assert m["epochs"][0]["train_images"] == 64 and m["epochs"][0]["val_images"] == 16
     assert set(m["test"]) >= {"acc", "auroc", "f1", "precision", "recall", "loss"}
+    assert m["view"] == {"name": "inverted_saturated", "saturation_factor": 7.0}
+    assert m["provenance"]["packages"]["torch"] and m["schema_version"] == 1
+    assert (run / "skipped.csv").read_text().splitlines() == ["path,reason"]
     ckpts = {p.name for p in (run / "checkpoints").iterdir()}
     assert "last.ckpt" in ckpts and len(ckpts) == 2 and not any("tmp" in c for c in ckpts)
-    assert torch.load(run / "checkpoints/last.ckpt", weights_only=False)["epoch"] == 1  # the final epoch
+    ck = torch.load(run / "checkpoints/last.ckpt", weights_only=True)  # plain containers only
+    assert ck["epoch"] == 1  # the final epoch
+    hp = ck["hyper_parameters"]
+    assert hp["view"] == {"name": "inverted_saturated", "saturation_factor": 7.0}
+    assert hp["net"] == {"_target_": "aidetect.models.SeedCifakeCNN"} and hp["input_size"] == [32, 32]
+    assert ck["aidetect"]["run_config"]["seed"] == 42 and ck["aidetect"]["provenance"]["git_commit"]
     assert yaml.safe_load((run / ".hydra/config.yaml").read_text())["aug"]["saturation_factor"] == 7
-    ck = torch.load(run / "checkpoints/last.ckpt", weights_only=False)
-    assert ck["hyper_parameters"]["view"] == "inverted_saturated" and ck["run_config"]["seed"] == 42
     assert any((run / "tensorboard").glob("events.out.tfevents.*"))
 
     ev = tmp_path / "eval"
@@ -72,24 +139,43 @@ def test_train_writes_run_dir_then_eval_uses_checkpoint_view(tmp_path, kaggle_zi
     assert r.returncode == 0, r.stderr[-3000:]
     e = json.loads((ev / "metrics.json").read_text())
     assert e["view"] == {"name": "inverted_saturated", "saturation_factor": 7.0}
-    assert e["data"]["test"] == 24
+    assert e["data"]["test"] == 24 and e["seed"] == 42
 
 
-def test_tensorboard_has_scalars_view_grid_and_hparams(tmp_path, kaggle_dir):
+def tensorboard_events(folder: Path):
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    for f in folder.glob("events.out.tfevents.*"):
+        yield from EventFileLoader(str(f)).Load()
+
+
+def test_tensorboard_has_scalars_view_grid_and_the_runs_settings(tmp_path, kaggle_dir):
+    from tensorboard.plugins.hparams import plugin_data_pb2
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["aug=inverted_saturated", "trainer.max_epochs=1",
                                                         f"output_dir={tmp_path / 'run'}", "trainer.log_every_n_steps=1"])
     train(cfg)
-    tags = set()  # (tag, plugin)
-    for f in (tmp_path / "run/tensorboard").glob("events.out.tfevents.*"):
-        for event in EventFileLoader(str(f)).Load():
-            tags |= {(v.tag, v.metadata.plugin_data.plugin_name or ("images" if v.HasField("image") else "?"))
-                     for v in event.summary.value}
+    tags, hparams = set(), {}
+    for event in tensorboard_events(tmp_path / "run/tensorboard"):
+        for v in event.summary.value:
+            tags.add((v.tag, v.metadata.plugin_data.plugin_name or ("images" if v.HasField("image") else "?")))
+            if v.metadata.plugin_data.plugin_name == "hparams":
+                data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+                hparams.update({k: getattr(x, x.WhichOneof("kind")) for k, x in data.session_start_info.hparams.items()})
     scalars = {t for t, p in tags if p == "scalars"}
     assert {"train/loss_step", "val/acc", "val/auroc", "test/acc"} <= scalars
-    assert ("val/view_inverted_saturated", "images") in tags
-    # HParams tab: the run's settings with its final test metrics
-    assert ("_hparams_/session_start_info", "hparams") in tags and "hparams/test_acc" in scalars
+    assert ("val/view_grid", "images") in tags  # one tag for every view: runs share a card
+    # HParams: only this run's settings (TensorBoard infers the columns across runs), no
+    # per-run experiment description and no copies of the test metrics.
+    assert ("_hparams_/session_start_info", "hparams") in tags
+    assert ("_hparams_/experiment", "hparams") not in tags and not any(t.startswith("hparams/") for t, _ in tags)
+    assert hparams["aug"] == "inverted_saturated" and hparams["aug.saturation_factor"] == 500
+    assert hparams["seed"] == 42 and hparams["data"] == "cifake 32x32" and hparams["model"] == "SeedCifakeCNN"
+    assert hparams["lr"] == 0.001 and hparams["optimizer"] == "Adam"
+
+
+def test_views_without_a_factor_log_none(tmp_path, kaggle_dir):
+    cfg = compose_train(common(tmp_path, kaggle_dir) + ["aug=none", "debug=fdr", f"output_dir={tmp_path / 'run'}"])
+    m = train(cfg)
+    assert m["view"] == {"name": "none"}
 
 
 def test_multirun_sweep_over_two_factors(tmp_path, kaggle_zip):
@@ -100,20 +186,35 @@ def test_multirun_sweep_over_two_factors(tmp_path, kaggle_zip):
     factors = sorted(json.loads((sweep / str(i) / "metrics.json").read_text())["view"]["saturation_factor"]
                      for i in range(2))
     assert factors == [2, 8]
+    assert "saturation_factor" in (sweep / "results.md").read_text()
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "cifake.zip").exists(), reason="needs ../shared/data/cifake.zip")
-def test_real_cifake_slice(tmp_path):
-    src = tmp_path / "slice"
-    with zipfile.ZipFile(SHARED_DATA / "cifake.zip") as zf:
-        names = [n for n in zf.namelist() if n.endswith(".jpg")]
-        for folder in ("train/REAL/", "train/FAKE/", "test/REAL/", "test/FAKE/"):
-            for n in [n for n in names if n.startswith(folder)][:600 if folder.startswith("train") else 150]:
-                zf.extract(n, src)
-    cfg = compose_train(common(tmp_path, src) + ["aug=none", "trainer.max_epochs=4", f"output_dir={tmp_path / 'run'}"])
+def test_augment_applies_to_training_batches_only(tmp_path, kaggle_dir):
+    cfg = compose_train(common(tmp_path, kaggle_dir) + ["augment=standard", "trainer.max_epochs=1",
+                                                        f"output_dir={tmp_path / 'run'}"])
     m = train(cfg)
-    assert m["data"]["raw_train"] == 1200 and m["data"]["raw_test"] == 300
-    assert m["test"]["acc"] > 0.6  # real signal, even from 960 training images
+    assert m["augment"] == {"hflip": 0.5, "crop_padding": 4, "jpeg": 0.3, "jpeg_quality": [60, 95]}
+    from aidetect.module import load_detector
+    det = load_detector(tmp_path / "run/checkpoints/last.ckpt")
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(det(x), det(x))  # eval mode: no augmentation, deterministic
+    det.train()
+    torch.manual_seed(0)
+    assert not torch.equal(det.augment(x), x)
+
+
+def test_optimizer_and_schedule_are_yaml_only(tmp_path, kaggle_dir):
+    """A new optimizer or schedule needs no code: Hydra _partial_ specs in the model config."""
+    cfg = compose_train(common(tmp_path, kaggle_dir) + [
+        "model.optimizer._target_=torch.optim.AdamW", "+model.optimizer.weight_decay=0.05",
+        "model.scheduler={_target_: torch.optim.lr_scheduler.CosineAnnealingLR, _partial_: true, T_max: 2}",
+        "trainer.max_epochs=2", f"output_dir={tmp_path / 'run'}", "logger=none"])
+    m = train(cfg)
+    assert len(m["val_acc_per_epoch"]) == 2
+    ck = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    assert ck["hyper_parameters"]["optimizer"]["_target_"] == "torch.optim.AdamW"
+    assert ck["optimizer_states"][0]["param_groups"][0]["weight_decay"] == 0.05
+    assert ck["lr_schedulers"][0]["last_epoch"] == 2
 
 
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, kaggle_dir):

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torchvision.transforms import functional as TF
 
-from aidetect.views import VIEWS, View, to_float
+from aidetect.config import ConfigError, parse_view_spec
+from aidetect.views import VIEWS, View, build_view, to_float, view_params
 
 
 @pytest.fixture
@@ -11,7 +12,7 @@ def batch():
 
 
 def test_inverted_saturated_matches_torchvision_per_image(batch):
-    view = View("inverted_saturated", 500)
+    view = build_view(name="inverted_saturated", saturation_factor=500)
     out = view(batch)
     for i, img in enumerate(batch):
         # The original's per-image PIL-free pipeline: invert, then adjust_saturation.
@@ -21,46 +22,72 @@ def test_inverted_saturated_matches_torchvision_per_image(batch):
 
 
 def test_saturated_matches_torchvision(batch):
-    torch.testing.assert_close(View("saturated", 8)(batch), TF.adjust_saturation(batch, 8))
+    torch.testing.assert_close(build_view(name="saturated", saturation_factor=8)(batch), TF.adjust_saturation(batch, 8))
 
 
 def test_saturation_changes_pixels_and_stays_in_range(batch):
-    out = View("saturated", 500)(batch)
+    out = build_view(name="saturated", saturation_factor=500)(batch)
     assert not torch.allclose(out, batch)
     assert out.min() >= 0 and out.max() <= 1
 
 
 def test_invert_twice_is_identity(batch):
-    inv = View("inverted")
+    inv = build_view(name="inverted")
     torch.testing.assert_close(inv(inv(batch)), batch)
     torch.testing.assert_close(inv(batch), 1 - batch)
 
 
 def test_factor_one_is_identity(batch):
-    torch.testing.assert_close(View("saturated", 1)(batch), batch)
-    torch.testing.assert_close(View("inverted_saturated", 1)(batch), 1 - batch)
+    torch.testing.assert_close(build_view(name="saturated", saturation_factor=1)(batch), batch)
+    torch.testing.assert_close(build_view(name="inverted_saturated", saturation_factor=1)(batch), 1 - batch)
 
 
 def test_none_is_identity(batch):
-    assert View("none", 500)(batch) is batch
+    assert build_view(name="none")(batch) is batch
 
 
 def test_factor_zero_gives_grayscale(batch):
-    out = View("saturated", 0)(batch)
+    out = build_view(name="saturated", saturation_factor=0)(batch)
     torch.testing.assert_close(out[:, 0], out[:, 1])
+    torch.testing.assert_close(build_view(name="grayscale")(batch), out)
 
 
 @pytest.mark.parametrize("factor", [-1, float("nan"), "lots"])
 def test_bad_factor_is_refused(factor):
-    with pytest.raises(ValueError, match="aug.saturation_factor"):
-        View("saturated", factor)
+    with pytest.raises(ConfigError, match="aug.saturation_factor"):
+        build_view(name="saturated", saturation_factor=factor)
 
 
 def test_unknown_view_lists_valid_names():
-    with pytest.raises(ValueError) as e:
-        View("inverse")
+    with pytest.raises(ConfigError) as e:
+        build_view(name="inverse")
     for name in VIEWS:
         assert name in str(e.value)
+
+
+def test_a_setting_the_view_does_not_take_is_named():
+    with pytest.raises(ConfigError, match="aug.saturation_factor"):
+        build_view(name="none", saturation_factor=8)
+
+
+@pytest.mark.parametrize("name", sorted(VIEWS))
+def test_every_view_declares_shape_range_and_settings(name, batch):
+    params = {p: 2.0 for p in view_params(name)}
+    view = build_view(name=name, **params)
+    assert isinstance(view, View)
+    out = view(batch)
+    assert out.shape == (4, view.out_channels, 16, 16) and out.dtype == torch.float32
+    lo, hi = view.value_range
+    assert out.min() >= lo and out.max() <= hi
+    assert view.spec() == {"name": name, **params}  # settings round-trip as plain values
+    assert build_view(view.spec()).spec() == view.spec()
+
+
+def test_view_spec_strings():
+    assert parse_view_spec("none") == {"name": "none"}
+    assert parse_view_spec("inverted_saturated@500") == {"name": "inverted_saturated", "saturation_factor": 500.0}
+    with pytest.raises(ConfigError, match="aug.spec"):
+        parse_view_spec("saturated@lots")
 
 
 def test_to_float_scales_uint8():

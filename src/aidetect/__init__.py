@@ -8,7 +8,3 @@ REAL = 0
 LABELS = {"REAL": REAL, "FAKE": FAKE}
 
 __version__ = "0.1.0"
-
-from aidetect.config import register_resolvers  # noqa: E402  (configs use them: aug=spec)
-
-register_resolvers()

@@ -1,5 +1,6 @@
 """Callbacks: per-epoch timing and validation history for metrics.json, and the view grid."""
 
+import logging
 import time
 
 import lightning as L
@@ -8,6 +9,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from aidetect.views import to_float
+
+log = logging.getLogger(__name__)
 
 
 class EpochStats(L.Callback):
@@ -40,6 +43,11 @@ class EpochStats(L.Callback):
             if k.startswith("val/"):
                 row[k] = round(float(v), 6)
         self.epochs.append(row)
+        # One line per epoch in the log, readable without a progress bar and when piped.
+        train_loss = trainer.callback_metrics.get("train/loss_epoch")
+        log.info("epoch %d/%d: %.1f s, %.0f img/s, train/loss %s, %s", row["epoch"], trainer.max_epochs, seconds,
+                 row["images_per_second"], "n/a" if train_loss is None else f"{float(train_loss):.4f}",
+                 ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k in ("val/acc", "val/auroc", "val/loss")))
 
 
 class ViewGrid(L.Callback):
@@ -63,6 +71,7 @@ class ViewGrid(L.Callback):
                 scale = 256 / max(both.shape[-2:])
                 both = torch.nn.functional.interpolate(both, scale_factor=scale, mode="area")
         grid = make_grid(both.cpu(), nrow=len(x), padding=2, pad_value=0.5)
-        logger.experiment.add_image(f"val/view_{pl_module.view.name}", grid, trainer.global_step)
-        logger.experiment.add_text("val/view_grid_labels", "columns: " + " ".join(
+        # One tag for every view, so runs of different views share a card in TensorBoard.
+        logger.experiment.add_image("val/view_grid", grid, trainer.global_step)
+        logger.experiment.add_text("val/view_grid_labels", f"top: RGB; bottom: view {pl_module.view.spec()}; columns: " + " ".join(
             "FAKE" if int(c) else "REAL" for c in labels), trainer.global_step)

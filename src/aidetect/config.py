@@ -1,21 +1,71 @@
-"""OmegaConf resolvers used by the configs (no torch import: keeps `--help` fast).
+"""Config-level helpers with no torch import (keeps `--help` fast): errors, view specs, provenance.
 
 ``aug=spec aug.spec=saturated@8`` names view and factor in one string, so a single sweep
 can mix the factor-free baseline with factor sweeps (see experiment/saturation_sweep.yaml).
 """
 
-from omegaconf import OmegaConf
+import contextlib
+import os
+import sys
 
 
-def parse_view_spec(spec: str) -> tuple[str, float]:
+
+class ConfigError(ValueError):
+    """A setting the user can fix: train.py/eval.py print the message alone (no traceback,
+    unless HYDRA_FULL_ERROR=1) and exit with code 2."""
+
+
+def parse_view_spec(spec: str) -> dict:
+    """'inverted_saturated@500' -> {"name": "inverted_saturated", "saturation_factor": 500.0}."""
     name, _, factor = str(spec).partition("@")
+    if not factor:
+        return {"name": name.strip()}
     try:
-        return name.strip(), float(factor) if factor else 1.0
+        return {"name": name.strip(), "saturation_factor": float(factor)}
     except ValueError:
-        raise ValueError(f"aug.spec={spec!r}: expected VIEW or VIEW@FACTOR, e.g. inverted_saturated@500") from None
+        raise ConfigError(f"aug.spec={spec!r}: expected VIEW or VIEW@FACTOR, e.g. inverted_saturated@500") from None
 
 
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("view_name"):
-        OmegaConf.register_new_resolver("view_name", lambda s: parse_view_spec(s)[0])
-        OmegaConf.register_new_resolver("view_factor", lambda s: parse_view_spec(s)[1])
+def view_spec(aug: dict) -> dict:
+    """The view's settings from the composed ``aug`` group: its keys, or ``aug.spec``."""
+    aug = dict(aug or {"name": "none"})
+    return parse_view_spec(aug["spec"]) if "spec" in aug else aug
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Settings the user can fix end the run with their message and exit code 2; the
+    traceback is shown only with HYDRA_FULL_ERROR=1 (as Hydra does for its own errors)."""
+    try:
+        yield
+    except ConfigError as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def provenance() -> dict:
+    """Where a run or checkpoint came from: code version and the packages that shape results."""
+    import platform
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("ai-image-detector", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "pillow"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def git(*args):
+        try:
+            r = subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, timeout=5)
+            return r.stdout.strip() if r.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"git_commit": commit, "git_dirty": dirty, "packages": packages, "python": platform.python_version()}

@@ -1,48 +1,60 @@
-"""Evaluation of a saved checkpoint on a dataset's test split.
+"""Evaluation of a saved checkpoint on any dataset.
 
-    python eval.py ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt data=cifake
+    python eval.py ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt data.archive=../shared/data/cifake.zip
+    python eval.py ckpt_path=best.ckpt data=folder data.root=/my/images
 
-The checkpoint carries the model architecture and the view (name and saturation factor),
-so the images are seen exactly as in training; only the data comes from this config.
+The checkpoint carries everything about the model (network, view, input size, resize
+policy), so the images are seen exactly as in training; only the data comes from this
+config. A folder is scored whole: its test/ if present, else val/, else every image under
+REAL/ and FAKE/. Images are brought to the checkpoint's input size with its resize policy
+unless ``data.image_size`` is given.
 """
 
 import logging
-from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
-from aidetect.module import Detector
-from aidetect.train import output_dir, write_json
+from aidetect.config import ConfigError
+from aidetect.io import write_json
+from aidetect.module import SCHEMA_VERSION, load_detector
+from aidetect.train import build_datamodule, output_dir, write_skipped
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    ckpt = Path(cfg.ckpt_path)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path} is not a file; pass a checkpoint written by "
-                                f"train.py, e.g. ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt")
+    model = load_detector(cfg.ckpt_path)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed)
-    model = Detector.load_from_checkpoint(ckpt, map_location="cpu")
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False).get("run_config") or {}
-    log.info("checkpoint %s: model %s, view %r", ckpt, model.hparams.arch, model.view)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    log.info("checkpoint %s: %s", cfg.ckpt_path, model.describe())
+    data_cfg = cfg.data.copy()
+    if data_cfg.get("image_size") is None:  # the checkpoint's size and policy
+        data_cfg.image_size, data_cfg.resize = list(model.input_size), model.hparams.resize
+    elif tuple(data_cfg.image_size) != model.input_size:
+        if type(model.net).fixed_input_size:
+            raise ConfigError(f"data.image_size={list(data_cfg.image_size)}: this checkpoint's "
+                              f"{type(model.net).__name__} takes exactly {list(model.input_size)}; leave "
+                              f"data.image_size unset to use it")
+        type(model.net).check_input_size(data_cfg.image_size)
+    datamodule = build_datamodule(data_cfg)
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(out))
     results = trainer.test(model, datamodule=datamodule)[0]
+    saved = model.run_config or {}
     metrics = {
+        "schema_version": SCHEMA_VERSION,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},
-        "checkpoint": str(ckpt.resolve()),
-        "view": {"name": model.view.name, "saturation_factor": model.view.saturation_factor},
-        "model": model.hparams.arch,
+        "checkpoint": str(cfg.ckpt_path),
+        "view": model.view.spec(),
+        "model": model.describe(),
         "seed": saved.get("seed"),  # the training seed: lets `aidetect aggregate` pair eval sweeps
         "trained_with": {k: saved.get(k) for k in ("seed", "data", "aug")} if saved else None,
+        "trained_provenance": model.provenance,
         "data": datamodule.counts,
     }
     write_json(out / "metrics.json", metrics)
+    write_skipped(out, datamodule.skipped)
     return metrics

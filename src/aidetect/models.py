@@ -1,52 +1,134 @@
-"""The CNNs, with the original project's architectures. Each returns one logit (FAKE = 1).
+"""The networks. Each maps [B, in_channels, H, W] floats to one logit per image (FAKE = 1).
 
-The originals ended in Sigmoid and trained with BCELoss; here the sigmoid moves into
-BCEWithLogitsLoss, which is the numerically stable form of the same objective.
+    python train.py model=seed_flux_cnn            # configs/model/seed_flux_cnn.yaml
+
+A network is built from ``configs/model/<name>.yaml`` (``net: {_target_: ..., its settings}``)
+with ``in_channels`` from the view and ``input_size`` from the data filled in by the
+Detector. Each declares the input sizes it works at: ``min_input_size`` (smaller inputs
+are refused with a message before any training) and ``default_input_size`` (used for a
+folder of mixed-size images when ``data.image_size`` is not set).
+
+Add a network: a class here (or in any module) that subclasses ``Network`` and a YAML in
+configs/model/. Only subclasses of ``Network`` can be rebuilt from a checkpoint, so a
+checkpoint file cannot name arbitrary code to run.
+
+The seed networks keep the original project's architectures. The originals ended in
+Sigmoid and trained with BCELoss; here the sigmoid moves into BCEWithLogitsLoss, the
+numerically stable form of the same objective.
 """
+
+import importlib
+from typing import ClassVar
 
 from torch import nn
 
-MODELS = ("seed_cifake_cnn", "seed_flux_cnn")
+from aidetect.config import ConfigError
+
+NETWORKS: dict[str, type["Network"]] = {}  # "module.Class" -> class, filled by subclassing
 
 
-def seed_cifake_cnn() -> nn.Sequential:
-    """3 convs for 32x32 CIFAKE images (the original `CNN` class)."""
-    def block(cin, cout):
-        return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+class Network(nn.Module):
+    default_input_size: ClassVar[tuple[int, int]] = (32, 32)
+    min_input_size: ClassVar[tuple[int, int]] = (1, 1)
+    fixed_input_size: ClassVar[bool] = False  # True: works only at the input_size it was built for
 
-    return nn.Sequential(
-        *block(3, 32), *block(32, 64), *block(64, 128),
-        nn.Flatten(),
-        nn.Linear(128 * 4 * 4, 256), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(256, 64), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(64, 1),
-    )
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if not cls.__name__.startswith("_"):
+            NETWORKS[f"{cls.__module__}.{cls.__qualname__}"] = cls
+
+    @classmethod
+    def check_input_size(cls, size, setting="data.image_size") -> None:
+        try:
+            h, w = (int(s) for s in size)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{setting}: give [height, width] in pixels, e.g. {setting}=[224,224]") from None
+        mh, mw = cls.min_input_size
+        if h < mh or w < mw:
+            raise ConfigError(f"{setting}={[h, w]} is too small for {cls.__name__}, which needs at least "
+                              f"{mh}x{mw} (height x width): set {setting}=[{max(h, mh)},{max(w, mw)}] or larger, "
+                              f"or choose another model=")
 
 
-def seed_flux_cnn() -> nn.Sequential:
+class _Sequential(nn.Sequential, Network):
+    pass
+
+
+class SeedCifakeCNN(_Sequential):
+    """3 convs for small images (the original `CNN` class, 634,305 parameters at 32x32).
+
+    The first fully connected layer is sized for ``input_size``: each conv block halves it.
+    """
+
+    default_input_size = (32, 32)
+    min_input_size = (8, 8)
+    fixed_input_size = True
+
+    def __init__(self, in_channels: int = 3, input_size=(32, 32), width: int = 32, hidden: int = 256):
+        def block(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+
+        self.check_input_size(input_size)
+        h, w = (int(s) // 8 for s in input_size)
+        super().__init__(
+            *block(in_channels, width), *block(width, 2 * width), *block(2 * width, 4 * width),
+            nn.Flatten(),
+            nn.Linear(4 * width * h * w, hidden), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(hidden, 64), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(64, 1),
+        )
+
+
+class SeedFluxCNN(_Sequential):
     """5 convs for high-resolution images (the original FLUX model, 2,389,313 parameters).
 
-    Adaptive pooling at the end makes it independent of the input resolution.
+    Adaptive pooling at the end makes it independent of the input resolution above its
+    minimum: below 133 px a side the unpadded convs and pools run out of pixels.
     """
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3, stride=2, padding=3), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
-        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
-        nn.Conv2d(64, 128, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(128, 256, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(256, 512, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(512, 1024), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(1024, 256), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(256, 1),
-    )
+
+    default_input_size = (720, 1280)
+    min_input_size = (133, 133)
+
+    def __init__(self, in_channels: int = 3, input_size=None, width: int = 32):
+        if input_size is not None:
+            self.check_input_size(input_size)
+        c = [width * 2 ** i for i in range(5)]
+        super().__init__(
+            nn.Conv2d(in_channels, c[0], 3, stride=2, padding=3), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+            nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+            nn.Conv2d(c[1], c[2], 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c[2], c[3], 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c[3], c[4], 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(c[4], 1024), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(1024, 256), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(256, 1),
+        )
 
 
-def build_model(arch: str) -> nn.Module:
-    if arch == "seed_cifake_cnn":
-        return seed_cifake_cnn()
-    elif arch == "seed_flux_cnn":
-        return seed_flux_cnn()
-    raise ValueError(f"unknown model.arch={arch!r}; valid names: {', '.join(MODELS)}")
+def network_class(target: str, allow_import: bool = True) -> type[Network]:
+    """The Network subclass named by a config's ``_target_`` (imported if need be; never
+    when the name comes from a checkpoint file: importing a module runs its code)."""
+    if target not in NETWORKS and allow_import:
+        module = target.rpartition(".")[0]
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    if target not in NETWORKS:
+        raise ConfigError(f"model.net._target_={target!r} is not a network; known networks: "
+                          f"{', '.join(sorted(NETWORKS))} (a network subclasses aidetect.models.Network)")
+    return NETWORKS[target]
+
+
+def build_network(spec: dict, in_channels: int = 3, input_size=None, allow_import: bool = True) -> Network:
+    """A network from plain settings ``{"_target_": "aidetect.models.SeedFluxCNN", **settings}``."""
+    spec = dict(spec)
+    cls = network_class(spec.pop("_target_", None) or "", allow_import)
+    try:
+        return cls(in_channels=in_channels, input_size=input_size, **spec)
+    except TypeError as e:
+        raise ConfigError(f"model.net for {cls.__name__}: {e}") from None
 
 
 def count_parameters(model: nn.Module) -> int:

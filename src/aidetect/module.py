@@ -1,5 +1,20 @@
-"""The LightningModule: a CNN behind a view, trained with BCE on one logit (FAKE = 1)."""
+"""The Detector: view + network + recipe, one LightningModule, and the one inference path.
 
+    from aidetect.module import load_detector
+    model = load_detector("outputs/train/runs/<time>/checkpoints/best_epoch_004.ckpt")
+    p_fake = model.predict_proba([PIL.Image.open("photo.jpg")])     # any size, any mode
+
+Everything needed to rebuild and use a trained model (network settings, view, input size,
+resize policy, label map, threshold, temperature) is in its hyperparameters, as plain
+containers, so a checkpoint loads with ``torch.load(weights_only=True)`` and no config.
+``forward`` takes the images as stored (uint8, [B, 3, H, W] at the input size) and does
+uint8 -> float -> (augment, training only) -> view -> network: training, testing, predict,
+the web page and export all go through it, so preprocessing cannot drift between them.
+"""
+
+from pathlib import Path
+
+import hydra
 import lightning as L
 import torch
 from torch import nn
@@ -7,8 +22,13 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (BinaryAccuracy, BinaryAUROC, BinaryF1Score,
                                          BinaryPrecision, BinaryRecall)
 
-from aidetect.models import build_model, count_parameters
-from aidetect.views import View, to_float
+from aidetect import LABELS
+from aidetect.augment import build_augment
+from aidetect.config import ConfigError
+from aidetect.models import build_network, count_parameters, network_class
+from aidetect.views import build_view, to_float
+
+SCHEMA_VERSION = 1  # of the checkpoint's "aidetect" block and metrics.json
 
 
 def _metrics(prefix: str) -> MetricCollection:
@@ -17,39 +37,71 @@ def _metrics(prefix: str) -> MetricCollection:
 
 
 class Detector(L.LightningModule):
-    """``view`` and ``saturation_factor`` are hyperparameters, so they travel in the checkpoint
-    and ``eval.py`` applies exactly the view the model was trained on."""
+    """Built from plain settings (``train.py`` passes the composed config's parts):
 
-    def __init__(self, arch: str = "seed_cifake_cnn", lr: float = 1e-3,
-                 view: str = "none", saturation_factor: float = 1.0, channels_last: bool = True):
+    net: ``{"_target_": "aidetect.models.SeedCifakeCNN", **settings}``; view: ``{"name": ...,
+    **settings}``; optimizer/scheduler: Hydra ``_partial_`` specs; augment: training-only
+    augmentation settings; input_size: [H, W] the network sees; resize: how other sizes are
+    brought to it (center_crop | resize); threshold on P(FAKE); temperature on the logit.
+    """
+
+    def __init__(self, net: dict, view: dict | None = None, optimizer: dict | None = None,
+                 scheduler: dict | None = None, augment: dict | None = None, input_size=(32, 32),
+                 resize: str = "center_crop", threshold: float = 0.5, temperature: float = 1.0,
+                 channels_last: bool = True, labels: dict | None = None):
         super().__init__()
-        self.save_hyperparameters(logger=False)  # train.py logs hparams once, with final metrics
-        self.net = build_model(arch)
+        self.save_hyperparameters(logger=False)  # train.py logs the run's settings once
+        self.view = build_view(view or {"name": "none"})
+        self.augment = build_augment(augment)
+        self.input_size = tuple(int(s) for s in input_size)
+        self.net = build_network(net, in_channels=self.view.out_channels, input_size=self.input_size)
         # NHWC lets oneDNN (CPU) and cuDNN pick faster conv kernels: ~17% per CIFAKE epoch here.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
-        self.view = View(view, saturation_factor)
         self.loss = nn.BCEWithLogitsLoss()
         self.train_metrics, self.val_metrics, self.test_metrics = (
             _metrics("train/"), _metrics("val/"), _metrics("test/"))
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.run_config: dict | None = None  # the composed Hydra config, set by train.py
+        self.provenance: dict | None = None
 
     @property
     def num_parameters(self) -> int:
         return count_parameters(self.net)
 
-    def on_after_batch_transfer(self, batch, dataloader_idx):
-        # Runs on the training device for every stage: the view is applied batched, once.
-        if isinstance(batch, (tuple, list)):
-            return (self._prepare(batch[0]), *batch[1:])
-        return self._prepare(batch)
-
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        return self.view(to_float(images)).contiguous(memory_format=self.memory_format)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # --- the one inference path --------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (or float in [0, 1]) [B, 3, H, W] -> one logit per image (FAKE = 1)."""
+        if self.training and self.augment.active and images.dtype == torch.uint8:
+            images = self.augment(images)
+        x = self.view(to_float(images)).contiguous(memory_format=self.memory_format)
         return self.net(x).squeeze(1)
 
+    def prepare(self, images) -> torch.Tensor:
+        """PIL images or uint8 tensors of any size and mode -> uint8 [B, 3, H, W] at the input
+        size, exactly as the training data was decoded (same conversion and resize code)."""
+        from aidetect.data.images import prepare_images
+
+        return prepare_images(images, self.input_size, self.hparams.resize)
+
+    @torch.no_grad()
+    def predict_proba(self, images, batch_size: int = 64) -> torch.Tensor:
+        """P(FAKE) for each image (calibrated by the stored temperature), on the CPU."""
+        batch = images if isinstance(images, torch.Tensor) and images.ndim == 4 and \
+            tuple(images.shape[-2:]) == self.input_size and images.dtype == torch.uint8 else self.prepare(images)
+        was_training = self.training
+        self.eval()
+        try:
+            out = [self.probability(self(batch[i:i + batch_size].to(self.device)))
+                   for i in range(0, len(batch), batch_size)]
+        finally:
+            self.train(was_training)
+        return torch.cat(out).cpu() if out else torch.empty(0)
+
+    def probability(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits / self.hparams.temperature).sigmoid()
+
+    # --- training ------------------------------------------------------------------------
     def _step(self, batch, metrics: MetricCollection):
         x, y = batch
         logits = self(x)
@@ -91,13 +143,48 @@ class Detector(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).sigmoid()  # P(FAKE)
-
-    run_config: dict | None = None  # the composed Hydra config, set by train.py
-
-    def on_save_checkpoint(self, checkpoint):
-        if self.run_config is not None:
-            checkpoint["run_config"] = self.run_config
+        return self.probability(self(x))
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        spec = self.hparams.optimizer or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+        optimizer = hydra.utils.instantiate(spec)(params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        sched = dict(self.hparams.scheduler)
+        interval, monitor = sched.pop("interval", "epoch"), sched.pop("monitor", None)
+        scheduler = hydra.utils.instantiate(sched)(optimizer=optimizer)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": monitor}}
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["aidetect"] = {"schema_version": SCHEMA_VERSION, "provenance": self.provenance,
+                                  "run_config": self.run_config}
+
+    def describe(self) -> dict:
+        """What the model is, for metrics.json, logs and predict's header."""
+        hp = self.hparams
+        return {"net": dict(hp.net), "view": self.view.spec(), "input_size": list(self.input_size),
+                "resize": hp.resize, "params": self.num_parameters, "threshold": hp.threshold,
+                "temperature": hp.temperature, "labels": dict(hp.labels or LABELS)}
+
+
+def load_detector(path: str | Path, map_location="cpu") -> Detector:
+    """A Detector from a checkpoint file, with no Hydra config and no pickled code:
+    ``weights_only=True`` refuses anything but tensors and plain containers, and only
+    networks defined as ``Network`` subclasses in already-imported modules are built."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} is not a file; pass one written by train.py, e.g. "
+                          f"outputs/train/runs/<time>/checkpoints/last.ckpt")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    meta = ckpt.get("aidetect") or {}
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(f"{path} was written by another version of this project (checkpoint schema "
+                          f"{meta.get('schema_version')}, this code reads {SCHEMA_VERSION}); retrain it "
+                          f"or evaluate it with the version that wrote it")
+    hp = dict(ckpt["hyper_parameters"])
+    network_class(hp["net"].get("_target_", ""), allow_import=False)
+    model = Detector(**hp)
+    model.load_state_dict(ckpt["state_dict"])
+    model.run_config, model.provenance = meta.get("run_config"), meta.get("provenance")
+    return model.eval()

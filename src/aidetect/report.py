@@ -4,8 +4,9 @@
 
 Runs by itself at the end of every `python train.py -m ...` (a Hydra callback), writing
 results.csv, results.md and results.png into the sweep folder. A job's setting is its
-overrides without the seed; jobs are paired by seed to compare each view with the
-`none` baseline (paired t-test). Jobs without metrics.json are listed, not dropped.
+view as trained (name and its own settings, read from metrics.json) plus the other
+overrides that vary, without the seed; jobs are paired by seed to compare each view with
+the `none` baseline (paired t-test). Jobs without metrics.json are listed, not dropped.
 """
 
 import csv
@@ -17,9 +18,24 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
+from aidetect.io import atomic_write
+
 METRICS = ("acc", "auroc", "f1")
-VIEW_KEYS = ("aug", "aug.name", "aug.saturation_factor", "aug.spec")
+BASELINE = "none"  # the view every other one is compared with
 RUN_KEYS = ("seed", "ckpt_path")  # identify a run within a setting (eval sweeps vary ckpt_path)
+
+
+def resolved_view(metrics: dict) -> dict:
+    """The view as trained, from metrics.json. Files older than schema 1 recorded a
+    saturation factor for every view: keep only the settings the view takes."""
+    view = dict(metrics["view"])
+    if "schema_version" not in metrics:
+        from aidetect.views import VIEWS, view_params
+
+        if view["name"] in VIEWS:
+            keep = set(view_params(view["name"]))
+            view = {k: v for k, v in view.items() if k == "name" or k in keep}
+    return view
 
 
 def load_jobs(sweep: Path) -> tuple[list[dict], list[dict]]:
@@ -32,8 +48,7 @@ def load_jobs(sweep: Path) -> tuple[list[dict], list[dict]]:
         if (d / "metrics.json").is_file():
             job["metrics"] = json.loads((d / "metrics.json").read_text())
             job["seed"] = job["metrics"].get("seed", job["seed"])
-            # The resolved view, as trained (the saved config may hold an aug.spec interpolation).
-            job["view"], job["factor"] = job["metrics"]["view"]["name"], float(job["metrics"]["view"]["saturation_factor"])
+            job["view"] = resolved_view(job["metrics"])  # as trained: name and its own settings
             done.append(job)
         else:
             broken.append(job)
@@ -65,62 +80,79 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
     return {"diff": ci["mean"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "p": float(p), "n": len(seeds)}
 
 
+def view_key(view: dict) -> tuple:
+    return (view["name"], *sorted((k, v) for k, v in view.items() if k != "name"))
+
+
 def setting_of(job: dict, varying: list[str]) -> tuple:
     other = tuple((k, job["overrides"].get(k)) for k in varying)
-    factor = job["factor"] if "saturated" in job["view"] else None  # none/inverted ignore it
-    return (job["view"], factor, other)
+    return (view_key(job["view"]), other)
 
 
-def aggregate(sweep: str | Path) -> dict:
+def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
+    """Rows keyed on each job's resolved view settings (whatever they are) and the other
+    overrides that vary; each view is compared with the ``baseline`` view over shared seeds."""
     sweep = Path(sweep)
     done, broken = load_jobs(sweep)
     all_jobs = done + broken
-    keys = {k for j in all_jobs for k in j["overrides"]} - {*RUN_KEYS, *VIEW_KEYS}
+    keys = {k for j in all_jobs for k in j["overrides"]
+            if k not in RUN_KEYS and k != "aug" and not k.startswith("aug.")}  # the view is keyed as trained
     varying = sorted(k for k in keys if len({j["overrides"].get(k) for j in all_jobs}) > 1)
     groups: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for j in done:
         groups[setting_of(j, varying)].setdefault(j["seed"], j)  # a repeated (setting, seed) counts once
+    view_settings = sorted({k for j in done for k in j["view"] if k != "name"})
     rows = []
-    for (view, factor, other), by_seed in groups.items():
-        row = {"view": view, "saturation_factor": factor, **dict(other), "seeds": sorted(by_seed)}
+    for (vkey, other), by_seed in groups.items():
+        view = dict(vkey[1:], name=vkey[0])
+        row = {"view": view["name"], **{k: view.get(k) for k in view_settings}, **dict(other),
+               "seeds": sorted(by_seed)}
         for m in METRICS:
             row[m] = mean_ci([j["metrics"]["test"][m] for j in by_seed.values()], bounds=(0.0, 1.0))
         curves = [j["metrics"].get("val_acc_per_epoch") or [] for j in by_seed.values()]  # none for eval runs
         row["val_acc_per_epoch"] = [sum(c[e] for c in curves) / len(curves) for e in range(min(map(len, curves)))]
-        base = groups.get(("none", None, other))
-        row["vs_none"] = None if base is None or view == "none" else paired(
+        base = groups.get(((baseline,), other))
+        row["vs_baseline"] = None if base is None or vkey == (baseline,) else paired(
             {s: j["metrics"]["test"]["acc"] for s, j in by_seed.items()},
             {s: j["metrics"]["test"]["acc"] for s, j in base.items()})
         rows.append(row)
-    rows.sort(key=lambda r: (tuple(str(r.get(k)) for k in varying), r["view"] != "none", r["view"],
-                             r["saturation_factor"] or 0))
-    result = {"sweep": str(sweep), "varying": varying, "rows": rows,
-              "failed": [{"dir": j["dir"], "overrides": j["overrides"]} for j in broken]}
+    rows.sort(key=lambda r: (tuple(str(r.get(k)) for k in varying), r["view"] != baseline, r["view"],
+                             tuple((r.get(k) is not None, r.get(k) or 0) for k in view_settings)))
+    result = {"sweep": str(sweep), "varying": varying, "view_settings": view_settings, "baseline": baseline,
+              "rows": rows, "failed": [{"dir": j["dir"], "overrides": j["overrides"]} for j in broken]}
     write_csv(sweep / "results.csv", result)
-    (sweep / "results.md").write_text(markdown(result))
+    atomic_write(sweep / "results.md", markdown(result).encode())
     plot(sweep / "results.png", result)
     return result
 
 
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def write_csv(path: Path, result: dict) -> None:
-    fields = ["view", "saturation_factor", *result["varying"], "n", "seeds"]
+    import io
+
+    base = result["baseline"]
+    fields = ["view", *result["view_settings"], *result["varying"], "n", "seeds"]
     for m in METRICS:
         fields += [f"test_{m}_mean", f"test_{m}_std", f"test_{m}_ci_low", f"test_{m}_ci_high"]
-    fields += ["acc_diff_vs_none", "acc_diff_ci_low", "acc_diff_ci_high", "acc_diff_p"]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fields)
-        w.writeheader()
-        for r in result["rows"]:
-            out = {"view": r["view"], "saturation_factor": r["saturation_factor"], "n": r["acc"]["n"],
-                   "seeds": " ".join(map(str, r["seeds"])), **{k: r.get(k) for k in result["varying"]}}
-            for m in METRICS:
-                for s in ("mean", "std", "ci_low", "ci_high"):
-                    out[f"test_{m}_{s}"] = round(r[m][s], 6)
-            if r["vs_none"]:
-                v = r["vs_none"]
-                out.update(acc_diff_vs_none=round(v["diff"], 6), acc_diff_ci_low=round(v["ci_low"], 6),
-                           acc_diff_ci_high=round(v["ci_high"], 6), acc_diff_p=round(v["p"], 6))
-            w.writerow(out)
+    fields += [f"acc_diff_vs_{base}", "acc_diff_ci_low", "acc_diff_ci_high", "acc_diff_p"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fields)
+    w.writeheader()
+    for r in result["rows"]:
+        out = {k: r.get(k) for k in ["view", *result["view_settings"], *result["varying"]]}
+        out.update(n=r["acc"]["n"], seeds=" ".join(map(str, r["seeds"])))
+        for m in METRICS:
+            for s in ("mean", "std", "ci_low", "ci_high"):
+                out[f"test_{m}_{s}"] = round(r[m][s], 6)
+        if r["vs_baseline"]:
+            v = r["vs_baseline"]
+            out.update({f"acc_diff_vs_{base}": round(v["diff"], 6), "acc_diff_ci_low": round(v["ci_low"], 6),
+                        "acc_diff_ci_high": round(v["ci_high"], 6), "acc_diff_p": round(v["p"], 6)})
+        w.writerow(out)
+    atomic_write(path, buf.getvalue().encode())
 
 
 def _pm(c: dict) -> str:
@@ -130,24 +162,24 @@ def _pm(c: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    var = result["varying"]
-    head = ["view", "factor", *var, "n", "test acc (mean ± std [95% CI])", "test AUROC", "test F1",
-            "acc − none (95% CI, p)"]
+    var, vs = result["varying"], result["view_settings"]
+    head = ["view", *vs, *var, "n", "test acc (mean ± std [95% CI])", "test AUROC", "test F1",
+            f"acc − {result['baseline']} (95% CI, p)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
-        v = r["vs_none"]
+        v = r["vs_baseline"]
         diff = "" if v is None else f"{v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}], p={v['p']:.3g}"
-        factor = "" if r["saturation_factor"] is None else f"{r['saturation_factor']:g}"
-        cells = [r["view"], factor, *[str(r.get(k)) for k in var], str(r["acc"]["n"]), _pm(r["acc"]),
-                 _pm(r["auroc"]), _pm(r["f1"]), diff]
+        cells = [r["view"], *[_fmt(r.get(k)) for k in vs], *[str(r.get(k)) for k in var], str(r["acc"]["n"]),
+                 _pm(r["acc"]), _pm(r["auroc"]), _pm(r["f1"]), diff]
         lines.append("| " + " | ".join(cells) + " |")
     n_ep = max((len(r["val_acc_per_epoch"]) for r in result["rows"]), default=0)
     lines += ["", "Validation accuracy per epoch (mean over seeds):", "",
-              "| view | factor | " + " | ".join(f"Epoch {e + 1} Val Accuracy" for e in range(n_ep)) + " |",
-              "|---|---|" + "---|" * n_ep]
+              "| view | " + "".join(f"{k} | " for k in vs) + " | ".join(f"Epoch {e + 1} Val Accuracy"
+                                                                      for e in range(n_ep)) + " |",
+              "|---|" + "---|" * len(vs) + "---|" * n_ep]
     for r in result["rows"]:
-        factor = "" if r["saturation_factor"] is None else f"{r['saturation_factor']:g}"
-        lines.append(f"| {r['view']} | {factor} | " + " | ".join(f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
+        lines.append(f"| {r['view']} | " + "".join(f"{_fmt(r.get(k))} | " for k in vs)
+                     + " | ".join(f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
     if result["failed"]:
         lines += ["", f"Failed or unfinished jobs ({len(result['failed'])}), not in the table:", ""]
         lines += [f"- `{f['dir']}`: {' '.join(f'{k}={v}' for k, v in f['overrides'].items())}" for f in result["failed"]]
@@ -155,35 +187,50 @@ def markdown(result: dict) -> str:
 
 
 def plot(path: Path, result: dict) -> None:
+    """Test accuracy against the one numeric view setting that varies (e.g. the saturation
+    factor), a line per view, with the baseline as a band; else a bar per setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = result["rows"]
+    numeric = [k for k in result["view_settings"]
+               if len({r.get(k) for r in rows if isinstance(r.get(k), (int, float))}) > 1]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in result["rows"]:
-        if r["view"] == "none":
+    for r in rows:
+        if r["view"] == result["baseline"] and all(r.get(k) is None for k in result["view_settings"]):
             a = r["acc"]
             lo, hi = (a["ci_low"], a["ci_high"]) if a["n"] > 1 else (a["mean"], a["mean"])
             ax.axhspan(lo, hi, color="grey", alpha=0.25)
-            ax.axhline(a["mean"], color="grey", ls="--", label=f"none (baseline), n={a['n']}")
+            ax.axhline(a["mean"], color="grey", ls="--", label=f"{r['view']} (baseline), n={a['n']}")
             break
-    by_view = defaultdict(list)
-    for r in result["rows"]:
-        if r["saturation_factor"] is not None:
-            by_view[r["view"]].append(r)
-    for view, rs in sorted(by_view.items()):
-        rs.sort(key=lambda r: r["saturation_factor"])
-        x = [r["saturation_factor"] for r in rs]
-        y = [r["acc"]["mean"] for r in rs]
-        (line,) = ax.plot(x, y, marker="o", label=view)
-        if all(r["acc"]["n"] > 1 for r in rs):
-            ax.fill_between(x, [r["acc"]["ci_low"] for r in rs], [r["acc"]["ci_high"] for r in rs],
-                            color=line.get_color(), alpha=0.2)
-    if by_view and min(r["saturation_factor"] for rs in by_view.values() for r in rs) > 0:
-        ax.set_xscale("log")
-    ax.set_xlabel("saturation factor")
-    ax.set_ylabel("test accuracy (mean, 95% CI band)")
+    if len(numeric) == 1:
+        x_key = numeric[0]
+        by_view = defaultdict(list)
+        for r in rows:
+            if isinstance(r.get(x_key), (int, float)):
+                by_view[r["view"]].append(r)
+        for view, rs in sorted(by_view.items()):
+            rs.sort(key=lambda r: r[x_key])
+            x = [r[x_key] for r in rs]
+            (line,) = ax.plot(x, [r["acc"]["mean"] for r in rs], marker="o", label=view)
+            if all(r["acc"]["n"] > 1 for r in rs):
+                ax.fill_between(x, [r["acc"]["ci_low"] for r in rs], [r["acc"]["ci_high"] for r in rs],
+                                color=line.get_color(), alpha=0.2)
+        if min(r[x_key] for rs in by_view.values() for r in rs) > 0:
+            ax.set_xscale("log")
+        ax.set_xlabel(x_key.replace("_", " "))
+    else:
+        labels = [" ".join([r["view"], *(f"{k}={_fmt(r[k])}" for k in result["view_settings"] if r.get(k) is not None),
+                            *(f"{k}={r.get(k)}" for k in result["varying"])]) for r in rows]
+        means = [r["acc"]["mean"] for r in rows]
+        err = [[m - (r["acc"]["ci_low"] if r["acc"]["n"] > 1 else m) for m, r in zip(means, rows)],
+               [(r["acc"]["ci_high"] if r["acc"]["n"] > 1 else m) - m for m, r in zip(means, rows)]]
+        ax.bar(range(len(rows)), means, yerr=err, capsize=3, color="tab:blue", alpha=0.7)
+        ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(max(0.0, min(means, default=0.5) - 0.1), 1.0)
+    ax.set_ylabel("test accuracy (mean, 95% CI)")
     ax.set_title(Path(result["sweep"]).parent.parent.name + " sweep")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -195,26 +242,28 @@ def plot(path: Path, result: dict) -> None:
 def views_figure(folder: Path, out: Path, factors=(8, 500), n=4, size=128) -> None:
     """A grid of n REAL and n FAKE images from folder/{REAL,FAKE}: one row per view."""
     import torch
-    from PIL import Image
-    from torchvision.transforms.functional import pil_to_tensor, resize
+    from torchvision.transforms.functional import resize
     from torchvision.utils import save_image
 
-    from aidetect.data.common import list_class_folder
-    from aidetect.views import View
+    from aidetect.data.images import list_class_folder, prepare_images
+    from aidetect.views import VIEWS, build_view, view_params
+    from PIL import Image
 
-    views = [View("none"), View("inverted")] + [View(v, f) for f in factors for v in ("saturated", "inverted_saturated")]
+    views = [build_view(name=v) for v in VIEWS if not view_params(v)]
+    views += [build_view(name=v, saturation_factor=f) for f in factors for v in VIEWS
+              if view_params(v) == ["saturation_factor"]]
     items = list_class_folder(Path(folder))
     picks = [p for c in (0, 1) for p in [p for p, lab in items if lab == c][:n]]
-    imgs = [pil_to_tensor(Image.open(p).convert("RGB")).float() / 255 for p in picks]
+    imgs = [prepare_images(Image.open(p), None, "resize")[0].float() / 255 for p in picks]
     if len({im.shape for im in imgs}) > 1 or imgs[0].shape[-1] > size:  # shrink/unify, for a readable figure
         imgs = [resize(im, [size, size], antialias=True) for im in imgs]
     x = torch.stack(imgs)
-    rows = torch.cat([v(x) for v in views])  # small images: the view at native size, as the model sees it
+    rows = torch.cat([v(x)[:, :3] for v in views])  # small images: the view at native size, as the model sees it
     if rows.shape[-1] < size:
         rows = torch.nn.functional.interpolate(rows, size=(size, size), mode="nearest")
     save_image(rows, out, nrow=len(picks), padding=2, pad_value=1.0)
     print(f"{out}: columns {n} REAL then {n} FAKE; rows " + ", ".join(
-        v.name + (f"@{v.saturation_factor:g}" if v.saturate else "") for v in views))
+        v.name + "".join(f"@{p:g}" for p in v.params().values()) for v in views))
 
 
 class AggregateCallback(Callback):
@@ -227,7 +276,7 @@ class AggregateCallback(Callback):
 
 
 def cmd_aggregate(args) -> int:
-    result = aggregate(args.sweep_dir)
+    result = aggregate(args.sweep_dir, args.baseline)
     print(Path(args.sweep_dir, "results.md").read_text())
     return 1 if result["failed"] and args.strict else 0
 
@@ -236,6 +285,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("aggregate", help="results table, statistics and plot of a -m sweep folder")
     p.add_argument("sweep_dir")
     p.add_argument("--strict", action="store_true", help="exit 1 when some jobs failed or did not finish")
+    p.add_argument("--baseline", default=BASELINE, help="the view others are compared with (default: none)")
     p.set_defaults(func=cmd_aggregate)
     v = sub.add_parser("views", help="PNG of REAL and FAKE images under every view")
     v.add_argument("folder", help="a folder holding REAL/ and FAKE/")

@@ -1,13 +1,15 @@
-"""Training: compose data, model, view, trainer from a Hydra config, fit, test, write metrics.json.
+"""Training: compose data, view, network and recipe from a Hydra config, fit, test, write metrics.json.
 
     python train.py data=cifake data.archive=../shared/data/cifake.zip aug=inverted_saturated
+
+Order matters for users: every setting is checked (view, network, input size, data folder)
+before any image is decoded, so a typo costs a second, not a data pass.
 """
 
-import json
+import csv
+import io
 import logging
-import os
 import time
-import warnings
 from pathlib import Path
 
 import hydra
@@ -17,14 +19,16 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from aidetect import LABELS
+from aidetect.augment import build_augment
 from aidetect.callbacks import EpochStats, ViewGrid
-from aidetect.module import Detector
+from aidetect.config import ConfigError, provenance, view_spec
+from aidetect.io import atomic_write, torch_save, write_json
+from aidetect.models import network_class
+from aidetect.module import SCHEMA_VERSION, Detector
+from aidetect.views import build_view
 
 log = logging.getLogger(__name__)
-
-# The view is applied in Detector.on_after_batch_transfer on purpose (it belongs to the
-# model and its checkpoint); Lightning warns about that combination on every run.
-warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -32,72 +36,123 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     truncated last.ckpt to resume from."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        torch_save(checkpoint, path)
 
 
 def output_dir(cfg: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.output_dir)
 
 
-def write_json(path: Path, obj) -> None:
-    """Atomic: a reader (or an aggregation after a kill) never sees half a file."""
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def plain(node) -> dict | list | None:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
-def build(cfg: DictConfig, out: Path):
-    """Datamodule, model, trainer, and the EpochStats callback, from a composed config."""
-    datamodule = hydra.utils.instantiate(cfg.data)
-    model = Detector(arch=cfg.model.arch, lr=cfg.model.lr, view=cfg.aug.name,
-                     saturation_factor=cfg.aug.saturation_factor, channels_last=cfg.model.get("channels_last", True))
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)  # saved inside each checkpoint
-    stats = EpochStats()
-    callbacks = [stats, ViewGrid()] + [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                      default_root_dir=str(out), plugins=[AtomicCheckpointIO()])
-    return datamodule, model, trainer, stats
+def build_datamodule(data_cfg: DictConfig, default_size=None):
+    """The data config minus ``view_defaults`` (read by the aug configs, not the datamodule)."""
+    spec = plain(data_cfg)
+    spec.pop("view_defaults", None)
+    try:
+        dm = hydra.utils.instantiate(spec)
+    except hydra.errors.InstantiationException as e:  # unwrap our own message from Hydra's wrapper
+        cause = e.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, TypeError):
+            raise ConfigError(f"data ({spec.get('_target_')}): {cause}") from None
+        raise
+    dm.default_size = default_size
+    return dm
 
 
-def hparams_for_tensorboard(cfg: DictConfig) -> dict:
-    flat = {"seed": cfg.seed, "model": cfg.model.arch, "lr": cfg.model.lr, "view": cfg.aug.name,
-            "saturation_factor": cfg.aug.saturation_factor, "data": cfg.data._target_.split(".")[-1],
+def check_settings(cfg: DictConfig):
+    """Every cheap check, before any data work: returns (view spec, network class)."""
+    spec = view_spec(plain(cfg.aug))
+    view = build_view(spec)
+    net_cls = network_class((cfg.model.get("net") or {}).get("_target_", ""))
+    if cfg.data.get("image_size") is not None:
+        net_cls.check_input_size(cfg.data.image_size)
+    build_augment(plain(cfg.get("augment")))
+    if cfg.get("test_ckpt", "best") not in ("best", "last"):
+        raise ConfigError(f"test_ckpt={cfg.test_ckpt!r}; valid: best, last")
+    return view.spec(), net_cls
+
+
+def hparams_for_tensorboard(cfg: DictConfig, model: Detector, datamodule) -> dict:
+    """The run's settings, named as on the command line. No per-run description is written,
+    so TensorBoard's HParams tab infers the columns from all runs and lists first the ones
+    that differ; metrics are the runs' own val/* and test/* scalars."""
+    view = model.view.spec()
+    opt = dict(model.hparams.optimizer or {})
+    flat = {"seed": cfg.seed, "data": f"{datamodule.name} {'x'.join(map(str, model.input_size))}",
+            "model": model.hparams.net["_target_"].rsplit(".", 1)[-1],
+            **{f"model.net.{k}": v for k, v in model.hparams.net.items() if k != "_target_"},
+            "aug": view.pop("name"), **{f"aug.{k}": v for k, v in view.items()},
+            "augment": HydraConfig.get().runtime.choices.get("augment", "custom") if HydraConfig.initialized()
+            else ("on" if model.augment.active else "none"),
+            "optimizer": str(opt.get("_target_", "")).rsplit(".", 1)[-1], "lr": opt.get("lr"),
+            "scheduler": str((model.hparams.scheduler or {}).get("_target_", "none")).rsplit(".", 1)[-1],
             "batch_size": cfg.data.batch_size, "max_epochs": cfg.trainer.max_epochs,
-            "fraction": cfg.data.get("fraction", 1.0), "dedup": cfg.data.get("dedup", "n/a")}
+            "fraction": cfg.data.get("fraction", 1.0), "dedup": bool(cfg.data.get("dedup", False))}
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flat.items()}
 
 
+def write_hparams(trainer: L.Trainer, hp: dict) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from torch.utils.tensorboard.summary import hparams
+
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger):
+            _, session_start, _ = hparams(hp, {})
+            lg.experiment._get_file_writer().add_summary(session_start)
+
+
+def write_skipped(out: Path, skipped) -> None:
+    """skipped.csv beside metrics.json: every file that could not be used, and why."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "reason"])
+    w.writerows(skipped)
+    atomic_write(out / "skipped.csv", buf.getvalue().encode())
+
+
 def train(cfg: DictConfig) -> dict:
+    spec, net_cls = check_settings(cfg)
+    datamodule = build_datamodule(cfg.data, net_cls.default_input_size)  # checks the data settings
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule, model, trainer, stats = build(cfg, out)
+    L.seed_everything(cfg.seed, workers=True)  # data setup draws from its own seeded generators
 
     t0 = time.perf_counter()
     datamodule.prepare_data()
     datamodule.setup("fit")
     prep_seconds = time.perf_counter() - t0
     log.info("data ready in %.1f s: %s", prep_seconds, datamodule.counts)
-    size = tuple(datamodule.splits["train"].images.shape[-2:])
-    if cfg.model.arch == "seed_cifake_cnn" and size != (32, 32):  # its FC layer is sized for 32x32
-        raise ValueError(f"model=seed_cifake_cnn takes 32x32 images but the data is {size[0]}x{size[1]}: "
-                         f"use model=seed_flux_cnn (any size) or data.image_size=[32,32]")
+    net_cls.check_input_size(datamodule.input_size)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    results = {}
+    model = Detector(net=plain(cfg.model.net), view=spec, optimizer=plain(cfg.model.get("optimizer")),
+                     scheduler=plain(cfg.model.get("scheduler")), augment=plain(cfg.get("augment")),
+                     input_size=list(datamodule.input_size), resize=datamodule.resize,
+                     channels_last=cfg.model.get("channels_last", True), labels=dict(LABELS))
+    model.run_config = plain(cfg)  # saved inside each checkpoint
+    model.provenance = provenance()
+    log.info("model: %s", model.describe())
+    stats = EpochStats()
+    callbacks = [stats, ViewGrid()] + [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                      default_root_dir=str(out), plugins=[AtomicCheckpointIO()])
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    results, use = {}, None
     if cfg.get("test"):
         ckpt = trainer.checkpoint_callback  # the first one: best by val/acc
-        if cfg.get("test_ckpt", "best") not in ("best", "last"):
-            raise ValueError(f"test_ckpt={cfg.test_ckpt!r}; valid: best, last")
         use = "best" if (cfg.get("test_ckpt", "best") == "best" and ckpt is not None and ckpt.best_model_path
                          and not trainer.fast_dev_run) else None  # None: the weights in memory = last epoch
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=use)[0]
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=use, weights_only=True)[0]
 
     metrics = {
+        "schema_version": SCHEMA_VERSION,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},
         "tested_checkpoint": "none" if not results else (use or "final weights"),
         "val_acc_per_epoch": [e.get("val/acc") for e in stats.epochs],
@@ -108,15 +163,17 @@ def train(cfg: DictConfig) -> dict:
         "params": model.num_parameters,
         "data": datamodule.counts,
         "seed": cfg.seed,
-        "view": {"name": cfg.aug.name, "saturation_factor": cfg.aug.saturation_factor},
-        "model": cfg.model.arch,
+        "view": model.view.spec(),
+        "augment": model.augment.params() if model.augment.active else None,
+        "model": model.describe(),
         "device": str(model.device) if not torch.cuda.is_available() else torch.cuda.get_device_name(),
         "torch_threads": torch.get_num_threads(),
+        "provenance": model.provenance,
     }
     write_json(out / "metrics.json", metrics)
+    write_skipped(out, datamodule.skipped)
+    write_hparams(trainer, hparams_for_tensorboard(cfg, model, datamodule))
     for lg in trainer.loggers:
-        lg.log_hyperparams(hparams_for_tensorboard(cfg),
-                           metrics={f"hparams/test_{k}": v for k, v in metrics["test"].items()})
         lg.finalize("success")
     log.info("wrote %s", out / "metrics.json")
     return metrics

@@ -18,7 +18,7 @@ def _tmp_sibling(dest: Path, tag: str) -> Path:
 def clean_stale(dest: Path) -> None:
     """Remove temp folders an interrupted earlier run left beside ``dest``.
 
-    Callers hold the data folder's lock (see ``data.common.data_lock``), so no live
+    Callers hold the data folder's lock (a FileLock beside it), so no live
     process is writing to these."""
     for p in dest.parent.glob(f".{dest.name}.*-*"):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

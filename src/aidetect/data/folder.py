@@ -1,32 +1,61 @@
-"""Any folder of REAL/ and FAKE/ images, e.g. a dataset made by `aidetect flux build`.
+"""The one data path: any folder of REAL/ and FAKE/ images, decoded once into memory.
 
-    python train.py data=folder data.root=/path/to/images model=seed_flux_cnn
-    python train.py data=flux                     # data/flux/dataset, 720x1280, batch 16
+    python train.py data=folder data.root=/path/to/images
+    python eval.py ckpt_path=best.ckpt data=folder data.root=/other/images     # scores all of it
 
-Layouts: ``root/{REAL,FAKE}`` (split here: seeded, stratified, 80/10/10 by default) or
-``root/{train,val|validation,test}/{REAL,FAKE}`` (used as given). With train/ and val/ but
-no test/ (as many downloaded sets), the given val/ becomes the held-out test split and a
-new val split is carved from train for checkpoint selection; a lone train/ is split three ways.
+Layouts: ``root/{REAL,FAKE}`` or ``root/{train,val|validation,test}/{REAL,FAKE}``.
+CIFAKE (data/cifake.py) is this module plus a download and deduplication on by default.
 
-High-resolution images are decoded once, in parallel, at the training resolution
-(``image_size``, ``resize``) into a uint8 cache under ``<data_dir>/folder-cache``, so
-decoding never starves training. The cache key covers every file's name, size and mtime
-and the settings, so a changed folder is decoded again.
+Split order, the same for every dataset (seeds are ``data.split_seed`` + the offset named):
+  1. dedup (``data.dedup``): one copy of each byte-identical file per split; val/test files
+     whose bytes occur in train are dropped (leakage);
+  2. test: the given test/; else a given val/ when there is no test/ (many downloads ship
+     train/ + val/ only; a val split is then carved in 5); else ``test_fraction`` of an
+     unsplit folder, stratified (seed +3);
+  3. subsample the training pool to ``fraction``, stratified (seed +1); the test stays whole;
+  4. val: the given val/; else ``val_fraction`` of the training pool, stratified (seed +0;
+     from an unsplit folder both fractions are of the whole folder);
+  5. val and test are put in one seeded order (seed +2), so ``limit_val_batches`` sees both classes.
+
+Evaluation (``setup("test")`` alone, as eval.py does) scores the folder's test/ if present,
+else its val/, else every image under REAL/ and FAKE/, whole.
+
+Each split is decoded once, in parallel, at the training resolution (``image_size``,
+``resize``) into a uint8 cache file; the cache key covers every file's name, size and
+mtime and every setting that changes the pixels, so a changed folder is decoded again.
+A file lock makes parallel runs (sweeps, DDP ranks) decode it once.
 """
 
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 
+import lightning as L
 import torch
+from filelock import FileLock
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from aidetect.data.common import (RESIZE_POLICIES, ImageDataModule, InMemoryImages, build_cache, data_lock,
-                                  list_class_folder, stratified_split)
+from aidetect.config import ConfigError
+from aidetect.data.images import RESIZE_POLICIES, MixedSizes, decode_files, list_class_folder
+from aidetect.io import torch_save
 
 log = logging.getLogger(__name__)
 
+CACHE_VERSION = 2
 VAL_NAMES = ("val", "validation")
+SEED_OFFSETS = {"val": 0, "subsample": 1, "eval_order": 2, "test": 3}
+
+
+def _number(setting: str, value, kind):
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{setting}={value!r} is not a number") from None
+    if kind is int and out != value and not isinstance(value, str):
+        raise ConfigError(f"{setting}={value!r} must be a whole number")
+    return out
 
 
 def find_layout(root: Path) -> dict[str, list]:
@@ -34,77 +63,272 @@ def find_layout(root: Path) -> dict[str, list]:
     if (root / "REAL").is_dir() or (root / "FAKE").is_dir():
         return {"all": list_class_folder(root)}
     found = {}
-    if (root / "train").is_dir():
-        found["train"] = list_class_folder(root / "train")
-    for name in VAL_NAMES:
-        if (root / name).is_dir():
-            found["val"] = list_class_folder(root / name)
-            break
-    if (root / "test").is_dir():
-        found["test"] = list_class_folder(root / "test")
-    if "train" not in found:
-        raise FileNotFoundError(f"data.root={root}: expected REAL/ and FAKE/ folders, or train/, val/ (or "
-                                f"validation/) and test/ folders each holding REAL/ and FAKE/")
+    for split, names in (("train", ("train",)), ("val", VAL_NAMES), ("test", ("test",))):
+        name = next((n for n in names if (root / n).is_dir()), None)
+        if name:
+            found[split] = list_class_folder(root / name)
+    if not found:
+        raise ConfigError(f"data.root={root}: expected REAL/ and FAKE/ folders, or train/, val/ (or "
+                          f"validation/) and test/ folders each holding REAL/ and FAKE/")
     return found
 
 
-class FolderDataModule(ImageDataModule):
-    def __init__(self, root, data_dir="data", image_size=None, resize="center_crop", test_fraction=0.1, **kw):
-        kw.setdefault("val_fraction", 0.1)
-        super().__init__(**kw)
-        if root is None:
-            raise ValueError("data.root is not set: give the folder holding REAL/ and FAKE/ (or split folders)")
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"data.root={root} is not a folder")
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int):
+    """Seeded split of indices into (rest, picked), picking ``fraction`` of each class."""
+    g = torch.Generator().manual_seed(seed)
+    rest, picked = [], []
+    for c in labels.unique(sorted=True):
+        idx = (labels == c).nonzero().squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = round(len(idx) * fraction)
+        picked.append(idx[:k]), rest.append(idx[k:])
+    return torch.cat(rest).sort().values, torch.cat(picked).sort().values
+
+
+def first_unique(md5s, exclude=frozenset()) -> list[int]:
+    """Indices of the first occurrence of each hash, skipping hashes in ``exclude``."""
+    seen, keep = set(exclude), []
+    for i, h in enumerate(md5s):
+        if h not in seen:
+            seen.add(h)
+            keep.append(i)
+    return keep
+
+
+class InMemoryImages(Dataset):
+    """uint8 images held in memory, indexed with a whole list of indices per batch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, names=None, md5=None):
+        assert len(images) == len(labels)
+        self.images, self.labels, self.names, self.md5 = images, labels, names, md5
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        return self.images[idx], self.labels[idx]
+
+    def subset(self, idx) -> "InMemoryImages":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        pick = idx.tolist()
+        return InMemoryImages(self.images[idx], self.labels[idx],
+                              None if self.names is None else [self.names[i] for i in pick],
+                              None if self.md5 is None else [self.md5[i] for i in pick])
+
+
+class FolderDataModule(L.LightningDataModule):
+    def __init__(self, root=None, data_dir="data", image_size=None, resize="center_crop", batch_size=32,
+                 num_workers=0, val_fraction=0.1, test_fraction=0.1, split_seed=0, fraction=1.0,
+                 dedup=False, strict=False, name=None, missing_hint=None):
+        super().__init__()
+        batch_size, num_workers, split_seed = (_number(f"data.{k}", v, int) for k, v in
+                                               (("batch_size", batch_size), ("num_workers", num_workers),
+                                                ("split_seed", split_seed)))
+        fraction, val_fraction, test_fraction = (_number(f"data.{k}", v, float) for k, v in
+                                                 (("fraction", fraction), ("val_fraction", val_fraction),
+                                                  ("test_fraction", test_fraction)))
+        for setting, value, ok in (("data.fraction", fraction, 0 < fraction <= 1),
+                                   ("data.val_fraction", val_fraction, 0 < val_fraction < 1),
+                                   ("data.test_fraction", test_fraction, 0 < test_fraction < 1),
+                                   ("data.batch_size", batch_size, batch_size >= 1),
+                                   ("data.num_workers", num_workers, num_workers >= 0)):
+            if not ok:
+                raise ConfigError(f"{setting}={value} is out of range (fractions in (0, 1], batch size >= 1)")
         if resize not in RESIZE_POLICIES:
-            raise ValueError(f"unknown data.resize={resize!r}; valid: {', '.join(RESIZE_POLICIES)}")
-        self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
-        self.resize, self.test_fraction = resize, test_fraction
-        self.cache_dir = Path(data_dir).expanduser() / "folder-cache"
+            raise ConfigError(f"unknown data.resize={resize!r}; valid: {', '.join(RESIZE_POLICIES)}")
+        if image_size is not None:
+            try:
+                image_size = tuple(int(s) for s in image_size)
+            except (TypeError, ValueError):
+                image_size = ()
+            if len(image_size) != 2 or min(image_size) < 1:
+                raise ConfigError(f"data.image_size: give [height, width] in pixels, e.g. data.image_size=[224,224]")
+        self.image_size, self.resize = image_size, resize
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.fraction, self.dedup, self.strict = fraction, dedup, strict
+        self.data_dir = Path(data_dir).expanduser()
+        self.root = None if root is None else Path(root).expanduser()
+        self._check_root(root, missing_hint)
+        self.name = name or (self.root.name if self.root else "folder")
+        self.default_size = None  # the network's default input size, set by train.py/eval.py
+        self.splits: dict[str, InMemoryImages] = {}
+        self.skipped: list[tuple[str, str]] = []  # (path, reason) of files that could not be used
+        self.counts: dict = {}  # goes into the run's metrics.json
 
-    def _key(self, layout) -> str:
-        h = hashlib.sha256(json.dumps([str(self.root.resolve()), self.image_size, self.resize]).encode())
-        for split, items in sorted(layout.items()):
-            for p, label in items:
-                st = p.stat()
-                h.update(f"{split}|{p.name}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()[:16]
+    def _check_root(self, root, hint):
+        if root is None:
+            raise ConfigError("data.root is not set: give the folder holding REAL/ and FAKE/ (or split folders)")
+        if not self.root.is_dir():
+            raise ConfigError(f"data.root={root} is not a folder. " + (hint or "Point data.root at a folder "
+                              "holding REAL/ and FAKE/ (or train/, val/, test/ folders that do)."))
 
+    # --- the cache -------------------------------------------------------------------------
     @property
-    def cache_file(self) -> Path:
-        return self.cache_dir / f"{self.root.name}-{self._key(find_layout(self.root))}.pt"
+    def cache_dir(self) -> Path:
+        return self.data_dir / "folder-cache"
+
+    def _cache_file(self, split: str, items, size) -> Path:
+        h = hashlib.sha256(json.dumps([CACHE_VERSION, str(self.root.resolve()), split, size,
+                                       self.resize if size else None]).encode())
+        for p, label in items:
+            st = p.stat()
+            h.update(f"{p.relative_to(self.root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return self.cache_dir / f"{self.root.name}-{split}-{h.hexdigest()[:16]}.pt"
+
+    def _load(self, split: str, items, size) -> dict:
+        cache = self._cache_file(split, items, size)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(cache) + ".lock"):
+            if not cache.is_file():
+                log.info("decoding %d images of %s/%s at %s once into %s", len(items), self.root, split,
+                         "x".join(map(str, size)) if size else "native size", cache)
+                t0 = time.perf_counter()
+                paths = [p for p, _ in items]
+                images, kept, md5s, skipped = decode_files(paths, size, self.resize, self.strict)
+                torch_save({"images": images, "labels": torch.tensor([items[i][1] for i in kept], dtype=torch.long),
+                            "names": [str(paths[i].relative_to(self.root)) for i in kept], "md5": md5s,
+                            "skipped": skipped, "decode_seconds": time.perf_counter() - t0}, cache)
+            return torch.load(cache, weights_only=True)
+
+    def _decode_all(self, layout: dict) -> dict:
+        """Every split of the layout, at one size: data.image_size; else the native size if all
+        images share it; else the network's default input size (with a warning)."""
+        try:
+            loaded = {k: self._load(k, v, self.image_size) for k, v in layout.items()}
+            sizes = {tuple(v["images"].shape[-2:]) for v in loaded.values() if len(v["labels"])}
+            if len(sizes) > 1:
+                raise MixedSizes(f"the splits of {self.root} have different image sizes {sorted(sizes)}: "
+                                 f"set data.image_size=[H,W] to bring every image to one size")
+        except MixedSizes as e:
+            if self.image_size is not None or self.default_size is None:
+                raise
+            log.warning("%s; data.image_size is not set, so using the network's default input size %s "
+                        "(data.resize=%s)", e, list(self.default_size), self.resize)
+            self.image_size = tuple(self.default_size)
+            loaded = {k: self._load(k, v, self.image_size) for k, v in layout.items()}
+        return loaded
+
+    # --- splits ----------------------------------------------------------------------------
+    def layout(self) -> dict:
+        return find_layout(self.root)
 
     def prepare_data(self):
-        cache = self.cache_file
-        with data_lock(cache):
-            if not cache.is_file():
-                log.info("decoding %s at %s once into %s", self.root, self.image_size or "native size", cache)
-                build_cache(cache, find_layout(self.root), self.image_size, self.resize, self.strict)
+        """Downloads happen here in subclasses; decoding happens in setup (locked, once)."""
 
     def setup(self, stage=None):
         if self.splits:
             return
-        cache = torch.load(self.cache_file, weights_only=False)
-        sets = {k: InMemoryImages(v["images"], v["labels"], v["names"]) for k, v in cache.items() if isinstance(v, dict)}
-        self.counts = {"decode_seconds": round(cache["decode_seconds"], 2),
-                       "skipped_unreadable": sum(len(v["skipped"]) for v in cache.values() if isinstance(v, dict))}
-        if "all" in sets:
-            sets["train"] = sets.pop("all")
-        if "test" not in sets and "val" in sets:
+        layout = self.layout()
+        if stage == "test":  # eval.py: score one whole split of the folder
+            name = next(k for k in ("test", "val", "all", "train") if k in layout)
+            need = {name: layout[name], **({"train": layout["train"]} if self.dedup and "train" in layout
+                                            and name != "train" else {})}
+            sets = self._sets(self._decode_all(need))
+            test = sets[name]
+            if "train" in sets and name != "train":
+                test = self._dedup(sets["train"], test, "test")[1]
+            self.splits = {"test": test}
+            self.counts["test_from"] = {"all": "REAL/ and FAKE/ (whole folder)"}.get(name, f"{name}/ folder")
+        else:
+            self.splits = self._fit_splits(self._sets(self._decode_all(layout)))
+            self._shuffle_eval_splits()
+        for name, ds in sorted(self.splits.items(), key=lambda kv: ("test", "val", "train").index(kv[0])):
+            if len(ds) == 0:
+                raise ConfigError(f"the {name} split of {self.root} is empty ({self.counts}): add images, or "
+                                  f"raise data.{'test' if name == 'test' else 'val'}_fraction")
+            self.counts[name] = len(ds)
+            self.counts[f"{name}_fake"] = int(ds.labels.sum())
+        self.counts["image_size"] = list(self.input_size)
+
+    def _sets(self, loaded: dict) -> dict:
+        self.skipped = [tuple(s) for v in loaded.values() for s in v["skipped"]]
+        self.counts = {"name": self.name, "decode_seconds": round(sum(v["decode_seconds"] for v in loaded.values()), 2),
+                       "skipped_unreadable": len(self.skipped), "dedup": self.dedup}
+        sets = {k: InMemoryImages(v["images"], v["labels"], v["names"], v["md5"]) for k, v in loaded.items()}
+        for k, v in sets.items():
+            self.counts[f"raw_{k}"] = len(v)
+        return sets
+
+    def _dedup(self, train: InMemoryImages | None, other: InMemoryImages, name: str):
+        """One copy of each file in ``other``, none that also occurs in ``train``."""
+        unique = first_unique(other.md5)
+        keep = first_unique(other.md5, exclude=set() if train is None else set(train.md5))
+        self.counts[f"{name}_duplicates_dropped"] = len(other) - len(unique)
+        if train is not None:
+            self.counts[f"{name}_in_train_dropped"] = len(unique) - len(keep)
+        return train, other.subset(keep)
+
+    def _fit_splits(self, sets: dict) -> dict:
+        pool = sets.get("train", sets.get("all"))
+        if pool is None:
+            raise ConfigError(f"data.root={self.root} has no train/ folder (nor REAL/ and FAKE/) to train on")
+        key = "train" if "train" in sets else "all"
+        if self.dedup:
+            keep = first_unique(pool.md5)
+            self.counts[f"{key}_duplicates_dropped"] = len(pool) - len(keep)
+            pool = pool.subset(keep)
+            for name in ("test", "val"):
+                if name in sets:
+                    sets[name] = self._dedup(pool, sets[name], name)[1]
+            log.info("dedup: dropped %s", {k: v for k, v in self.counts.items() if "dropped" in k})
+        val, test = sets.get("val"), sets.get("test")
+        carved_test = False
+        if test is None and val is not None:
             log.warning("%s has no test/ split: its val/ split is used as the held-out test set, "
                         "and a val split is carved from train", self.root)
-            sets["test"] = sets.pop("val")
+            test, val = val, None
             self.counts["test_from"] = "val/ folder"
-        carved_test = "test" not in sets
-        if carved_test:  # seeded and stratified, like every split here
-            rest, test = stratified_split(sets["train"].labels, self.test_fraction, self.split_seed)
-            sets["train"], sets["test"] = sets["train"].subset(rest), sets["train"].subset(test)
-        if "val" not in sets:
+        elif test is None:
+            pool, test = self._carve(pool, self.test_fraction, "test")
+            carved_test = True
+        if self.fraction < 1:
+            _, keep = stratified_split(pool.labels, self.fraction, self.split_seed + SEED_OFFSETS["subsample"])
+            pool = pool.subset(keep)
+        if val is None:
             frac = self.val_fraction / (1 - self.test_fraction) if carved_test else self.val_fraction
-            rest, val = stratified_split(sets["train"].labels, frac, self.split_seed + 10)
-            sets["val"], sets["train"] = sets["train"].subset(val), sets["train"].subset(rest)
-        sets["train"] = self._subsample(sets["train"])
-        self.splits = sets
-        self._shuffle_eval_splits()
-        self._count_splits()
+            pool, val = self._carve(pool, frac, "val")
+        return {"train": pool, "val": val, "test": test}
+
+    def _carve(self, pool: InMemoryImages, fraction: float, name: str):
+        rest, picked = stratified_split(pool.labels, fraction, self.split_seed + SEED_OFFSETS[name])
+        return pool.subset(rest), pool.subset(picked)
+
+    def _shuffle_eval_splits(self):
+        g = torch.Generator().manual_seed(self.split_seed + SEED_OFFSETS["eval_order"])
+        for name in ("val", "test"):
+            self.splits[name] = self.splits[name].subset(torch.randperm(len(self.splits[name]), generator=g))
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The [H, W] every image of this data was brought to."""
+        ds = next(iter(self.splits.values()))
+        return tuple(ds.images.shape[-2:])
+
+    # --- loaders ---------------------------------------------------------------------------
+    def _loader(self, split, shuffle):
+        if split not in self.splits:
+            raise RuntimeError(f"no {split!r} split; call setup() first")
+        ds = self.splits[split]
+        base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+        # batch_size=None + a BatchSampler: one tensor gather per batch, no per-image collate.
+        return DataLoader(ds, batch_size=None, sampler=BatchSampler(base, self.batch_size, False),
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+    def predict_dataloader(self):
+        return self._loader("test", False)
+
+    def fixed_examples(self, split="val", n=8):
+        """The same n images (half REAL, half FAKE) every call: for image grids."""
+        ds = self.splits[split]
+        idx = [i for c in (0, 1) for i in (ds.labels == c).nonzero().squeeze(1)[: n // 2].tolist()]
+        return ds.images[idx], ds.labels[idx]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from aidetect.data.common import IMAGE_EXTS, fit_image
+from aidetect.data.images import IMAGE_EXTS, fit_image, to_rgb
 from aidetect.flux.store import sha256
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def build(fake_dir, real_dir, out_dir, image_size=(720, 1280), resize="center_cr
                     raw = src.read_bytes()
                     try:
                         with Image.open(io.BytesIO(raw)) as im:
-                            img = fit_image(im.convert("RGB"), image_size, resize)
+                            img = fit_image(to_rgb(im), image_size, resize)
                     except (OSError, ValueError) as e:
                         summary[cls]["skipped"].append(f"{src}: {e}")
                         continue

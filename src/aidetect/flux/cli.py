@@ -1,4 +1,4 @@
-"""`aidetect flux ...` subcommands. Defaults come from configs/flux/flux.yaml (--config)."""
+"""`aidetect flux ...` subcommands. Defaults come from aidetect/flux/flux.yaml beside this file (--config)."""
 
 import argparse
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "flux" / "flux.yaml"
+DEFAULT_CONFIG = Path(__file__).with_name("flux.yaml")  # package data: found by any install
 
 
 def load_config(path) -> "OmegaConf":

@@ -14,16 +14,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from aidetect.io import atomic_write  # noqa: F401  (re-exported for the flux tools)
+
 PIL_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def clean_temp_files(folder: Path) -> int:

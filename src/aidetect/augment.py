@@ -1,0 +1,78 @@
+"""Real augmentations (flips, crops, JPEG re-compression): training split only.
+
+    python train.py augment=standard          # configs/augment/standard.yaml
+
+Not to be confused with the view (``aug=``): a view is part of the model and is applied
+to every split and at inference; an augmentation perturbs training batches only, on the
+uint8 images, before the view. Batched, on the training device, drawn from torch's global
+RNG (seeded by ``seed``), so a run is repeatable.
+"""
+
+import torch
+from torch import nn
+
+from aidetect.config import ConfigError
+
+
+class Augment(nn.Module):
+    """``hflip``: probability of a horizontal flip; ``crop_padding``: pixels of reflect
+    padding before a random crop back to the input size (0 = off); ``jpeg``: probability
+    of JPEG re-compression at a quality drawn from ``jpeg_quality`` = [low, high]."""
+
+    def __init__(self, hflip: float = 0.0, crop_padding: int = 0, jpeg: float = 0.0, jpeg_quality=(60, 95)):
+        super().__init__()
+        for name, p in (("hflip", hflip), ("jpeg", jpeg)):
+            if not 0 <= float(p) <= 1:
+                raise ConfigError(f"augment.{name} is a probability in [0, 1], got {p}")
+        if int(crop_padding) < 0:
+            raise ConfigError(f"augment.crop_padding must be >= 0 pixels, got {crop_padding}")
+        lo, hi = (int(q) for q in jpeg_quality)
+        if not 1 <= lo <= hi <= 100:
+            raise ConfigError(f"augment.jpeg_quality=[low, high] within 1..100, got {list(jpeg_quality)}")
+        self.hflip, self.crop_padding, self.jpeg, self.jpeg_quality = float(hflip), int(crop_padding), float(jpeg), (lo, hi)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.hflip or self.crop_padding or self.jpeg)
+
+    def params(self) -> dict:
+        return {"hflip": self.hflip, "crop_padding": self.crop_padding, "jpeg": self.jpeg,
+                "jpeg_quality": list(self.jpeg_quality)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, 3, H, W] -> uint8 [B, 3, H, W]."""
+        if self.jpeg:
+            x = self._jpeg(x)
+        if self.crop_padding:
+            x = self._crop(x)
+        if self.hflip:
+            flip = torch.rand(len(x), device=x.device) < self.hflip
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+    def _crop(self, x):
+        p = self.crop_padding
+        h, w = x.shape[-2:]
+        padded = nn.functional.pad(x.float(), (p, p, p, p), mode="reflect").to(x.dtype)
+        dy = torch.randint(0, 2 * p + 1, (len(x),)).tolist()
+        dx = torch.randint(0, 2 * p + 1, (len(x),)).tolist()
+        return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(len(x))])
+
+    def _jpeg(self, x):
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        pick = (torch.rand(len(x)) < self.jpeg).nonzero().squeeze(1).tolist()
+        if not pick:
+            return x
+        qualities = torch.randint(self.jpeg_quality[0], self.jpeg_quality[1] + 1, (len(pick),)).tolist()
+        x = x.clone()
+        for i, q in zip(pick, qualities):
+            x[i] = decode_jpeg(encode_jpeg(x[i].cpu(), quality=q)).to(x.device)
+        return x
+
+
+def build_augment(spec: dict | None) -> Augment:
+    try:
+        return Augment(**(spec or {}))
+    except TypeError as e:
+        raise ConfigError(f"augment: {e}; valid settings: hflip, crop_padding, jpeg, jpeg_quality") from None

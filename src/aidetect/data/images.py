@@ -1,0 +1,135 @@
+"""Image files -> uint8 tensors: one decoding path for training data and for inference.
+
+The dataset cache (decoded once, in parallel) and ``Detector.predict_proba`` both call
+``to_rgb`` and ``fit_image`` here, so an image scored at inference is bit-identical to the
+same file seen in training.
+"""
+
+import hashlib
+import io
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from aidetect import LABELS
+from aidetect.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+RESIZE_POLICIES = ("resize", "center_crop")
+
+
+class MixedSizes(ConfigError):
+    """Images of different sizes and no ``data.image_size`` to bring them to one."""
+
+
+def list_class_folder(folder: Path) -> list[tuple[Path, int]]:
+    """Image files under folder/REAL and folder/FAKE, labelled by name (never by sort order)."""
+    items = []
+    for cls, label in LABELS.items():
+        d = folder / cls
+        if not d.is_dir():
+            raise ConfigError(f"missing class folder {d}: expected {folder}/REAL and {folder}/FAKE")
+        items += [(p, label) for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_EXTS]
+    return items
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image -> upright 8-bit RGB. EXIF orientation applied; transparency composited
+    on white; 16-bit grayscale scaled to 8 bits (not clipped); palette, CMYK, L converted."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def fit_image(img: Image.Image, size, policy: str) -> Image.Image:
+    """Bring an image to ``size`` = (height, width) with the given resize policy."""
+    if size is None:
+        return img
+    h, w = int(size[0]), int(size[1])
+    if img.size == (w, h):
+        return img
+    if policy == "resize":  # stretch, as the original's Resize((720, 1280))
+        return img.resize((w, h), Image.BILINEAR)
+    elif policy == "center_crop":  # keep aspect: scale to cover, then crop the middle
+        scale = max(w / img.width, h / img.height)
+        img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))), Image.BILINEAR)
+        left, top = (img.width - w) // 2, (img.height - h) // 2
+        return img.crop((left, top, left + w, top + h))
+    raise ConfigError(f"unknown data.resize={policy!r}; valid: {', '.join(RESIZE_POLICIES)}")
+
+
+def _array(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def prepare_images(images, size, policy: str) -> torch.Tensor:
+    """PIL images and/or uint8 tensors ([3|1|4, H, W] or [H, W], or one [B, C, H, W] batch)
+    of any size -> uint8 [B, 3, H, W] at ``size``, as the dataset cache would hold them."""
+    from torchvision.transforms.functional import to_pil_image
+
+    if isinstance(images, (Image.Image, torch.Tensor)) and not (isinstance(images, torch.Tensor) and images.ndim == 4):
+        images = [images]
+    out = []
+    for im in images:
+        if isinstance(im, torch.Tensor):
+            if im.dtype != torch.uint8:
+                raise ValueError(f"image tensors must be uint8 (0-255), got {im.dtype}")
+            im = to_pil_image(im if im.ndim == 3 else im[None])
+        if not isinstance(im, Image.Image):
+            raise TypeError(f"expected a PIL image or a uint8 tensor, got {type(im).__name__}")
+        out.append(_array(fit_image(to_rgb(im), size, policy)))
+    if not out:
+        return torch.empty(0, 3, *size, dtype=torch.uint8)
+    return torch.from_numpy(np.stack(out))
+
+
+def _decode(job):
+    path, size, policy = job
+    try:
+        raw = Path(path).read_bytes()
+        md5 = hashlib.md5(raw).hexdigest()
+        with Image.open(io.BytesIO(raw)) as im:
+            return _array(fit_image(to_rgb(im), size, policy)), md5, None
+    except Exception as e:  # corrupt or unreadable: reported and counted by the caller
+        return None, None, f"{type(e).__name__}: {e}"
+
+
+def decode_files(paths, size=None, policy="resize", strict=False, workers=None):
+    """Decode image files in parallel into one uint8 tensor [N, 3, H, W].
+
+    Returns (images, kept_indices, md5s, skipped) where skipped lists (path, error) of
+    files that could not be decoded; with ``strict`` the first such file raises instead.
+    With ``size=None`` every image must already share one size (else ``MixedSizes``).
+    """
+    workers = workers or os.cpu_count() or 1
+    jobs = [(str(p), None if size is None else tuple(size), policy) for p in paths]
+    arrays, kept, md5s, skipped = [], [], [], []
+    chunk = max(1, min(512, len(jobs) // (workers * 8) or 1))
+    with ProcessPoolExecutor(workers) as ex:
+        for i, (arr, md5, err) in enumerate(ex.map(_decode, jobs, chunksize=chunk)):
+            if err is None and arrays and arr.shape != arrays[0].shape:
+                raise MixedSizes(f"{paths[i]} is {arr.shape[2]}x{arr.shape[1]} but {paths[kept[0]]} is "
+                                 f"{arrays[0].shape[2]}x{arrays[0].shape[1]}: set data.image_size=[H,W] "
+                                 f"to bring every image to one size")
+            if err is not None:
+                if strict:
+                    raise ConfigError(f"cannot use image {paths[i]}: {err} (data.strict=true)")
+                skipped.append((str(paths[i]), err))
+                continue
+            arrays.append(arr), kept.append(i), md5s.append(md5)
+    if skipped:
+        log.warning("skipped %d unreadable images, e.g. %s: %s", len(skipped), *skipped[0])
+    images = torch.from_numpy(np.stack(arrays)) if arrays else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
+    return images, kept, md5s, skipped

@@ -1,0 +1,43 @@
+"""Atomic writes, in one place: a reader, a resumed run or a kill never sees half a file.
+
+Each helper writes a temp file beside the target (same folder, so the rename cannot cross
+file systems), flushes it to disk, then renames it over the target in one step.
+"""
+
+import json
+import os
+import threading
+from pathlib import Path
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = _tmp(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def torch_save(obj, path: Path) -> None:
+    import torch
+
+    path = Path(path)
+    tmp = _tmp(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from scipy import stats
@@ -113,12 +114,16 @@ def test_standalone_command(tmp_path):
 
 def test_views_figure(tmp_path, kaggle_dir):
     from PIL import Image
-
-    from aidetect.report import views_figure
     out = tmp_path / "views.png"
-    views_figure(kaggle_dir / "test", out, factors=[8, 500], n=3, size=64)
-    with Image.open(out) as im:  # 7 view rows x 6 images, 64 px each plus 2 px padding
-        assert im.size == (6 * 66 + 2, 7 * 66 + 2)
+    r = subprocess.run([sys.executable, "-m", "aidetect.cli", "views", str(kaggle_dir / "test"), "--out", str(out),
+                        "--views", "none", "inverted_saturated@500", "stacked", "-n", "3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with Image.open(out) as im:  # rows: RGB, none, inverted_saturated, stacked (2 panels); 32 px upscaled 3x
+        w, h = im.size
+        assert h == 18 + 5 * (96 + 2) + 2 and w == 150 + 6 * (96 + 2) + 2
+        px = np.asarray(im.convert("RGB"))
+    tile = px[18 + 2: 18 + 2 + 96, 150 + 2: 150 + 2 + 96]  # the first REAL image, upscaled by repetition
+    assert (tile[0::3, 0::3] == tile[1::3, 1::3]).all()
 
 
 def test_rows_key_on_whatever_settings_a_view_has(tmp_path):

@@ -2,8 +2,10 @@ import pytest
 import torch
 from torchvision.transforms import functional as TF
 
+from aidetect import colour
 from aidetect.config import ConfigError, parse_view_spec
-from aidetect.views import VIEWS, View, build_view, to_float, view_params
+from aidetect.views import VIEWS, View, build_view, to_float
+from conftest import SHARED_DATA
 
 
 @pytest.fixture
@@ -70,17 +72,101 @@ def test_a_setting_the_view_does_not_take_is_named():
         build_view(name="none", saturation_factor=8)
 
 
+def real_images(n=16) -> torch.Tensor:
+    """CIFAKE test images (half REAL, half FAKE) when ../shared/data is there, else generated ones."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+    if (SHARED_DATA / "cifake.zip").exists():
+        with zipfile.ZipFile(SHARED_DATA / "cifake.zip") as zf:
+            names = [x for x in zf.namelist() if x.startswith("test/") and x.endswith(".jpg")]
+            picks = [x for x in names if "/REAL/" in x][: n // 2] + [x for x in names if "/FAKE/" in x][: n // 2]
+            arrays = [np.asarray(Image.open(io.BytesIO(zf.read(x))).convert("RGB")) for x in picks]
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, 3, 32, 32, generator=g)
+
+
+def probe_batches() -> dict:
+    hues = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=torch.float32)
+    return {"zeros": torch.zeros(2, 3, 16, 16), "ones": torch.ones(2, 3, 16, 16),
+            "pure_hues": hues[:, :, None, None].expand(6, 3, 16, 16).contiguous(), "real": real_images()}
+
+
 @pytest.mark.parametrize("name", sorted(VIEWS))
-def test_every_view_declares_shape_range_and_settings(name, batch):
-    params = {p: 2.0 for p in view_params(name)}
-    view = build_view(name=name, **params)
+def test_every_view_keeps_its_declared_shape_dtype_and_range(name):
+    view = build_view(name=name)
     assert isinstance(view, View)
-    out = view(batch)
-    assert out.shape == (4, view.out_channels, 16, 16) and out.dtype == torch.float32
     lo, hi = view.value_range
-    assert out.min() >= lo and out.max() <= hi
-    assert view.spec() == {"name": name, **params}  # settings round-trip as plain values
-    assert build_view(view.spec()).spec() == view.spec()
+    for kind, x in probe_batches().items():
+        out = view(x)
+        assert out.shape == (len(x), view.out_channels, *x.shape[-2:]) and out.dtype == torch.float32, kind
+        assert torch.isfinite(out).all() and out.min() >= lo - 1e-6 and out.max() <= hi + 1e-6, kind
+        assert torch.equal(out, view(x.clone())), kind  # deterministic
+    assert build_view(view.spec()).spec() == view.spec()  # settings round-trip as plain values
+
+
+@pytest.mark.parametrize("to, back", [(colour.rgb_to_hsv, colour.hsv_to_rgb),
+                                      (colour.rgb_to_ycbcr, colour.ycbcr_to_rgb),
+                                      (colour.rgb_to_lab, colour.lab_to_rgb)])
+def test_colour_space_round_trips(to, back):
+    for kind, x in probe_batches().items():
+        torch.testing.assert_close(back(to(x)), x, atol=2e-4, rtol=0, msg=kind)
+
+
+def test_known_colour_values():
+    red = torch.tensor([1.0, 0, 0])[None, :, None, None]
+    torch.testing.assert_close(colour.rgb_to_hsv(red).flatten(), torch.tensor([0.0, 1, 1]))
+    lab = colour.rgb_to_lab(red).flatten() * torch.tensor(colour.LAB_SCALE)
+    torch.testing.assert_close(lab, torch.tensor([53.24, 80.09, 67.20]), atol=0.05, rtol=0)  # textbook sRGB red
+    white = torch.ones(1, 3, 1, 1)
+    torch.testing.assert_close(colour.rgb_to_ycbcr(white).flatten(), torch.tensor([1.0, 0.5, 0.5]))
+
+
+def test_inversion_and_saturation_nearly_commute():
+    """saturate(1 - x) = 1 - saturate(x) up to torchvision's grey weights summing to 0.9999,
+    an offset the factor multiplies: measured on real images."""
+    x = real_images()
+    for factor, bound in ((8, 2e-3), (500, 0.06)):
+        sat = build_view(name="saturated", saturation_factor=factor)
+        diff = (sat(1 - x) - (1 - sat(x))).abs()
+        assert diff.max() <= bound, (factor, diff.max())
+    exact = (0.2989 + 0.587 + 0.114)
+    assert exact == pytest.approx(0.9999)
+
+
+def test_factor_500_leaves_a_few_bits_of_hue():
+    x = real_images()
+    out = build_view(name="inverted_saturated", saturation_factor=500)(x)
+    clipped = ((out <= 1e-6) | (out >= 1 - 1e-6)).float().mean().item()
+    assert clipped > 0.9  # almost every channel value is 0 or 1: about a 3-bit colour map
+
+
+def test_hsv_saturation_view_matches_the_per_pixel_formula():
+    import colorsys
+    x = real_images(4)
+    for invert in (False, True):
+        out = build_view(name="hsv_saturated", saturation_factor=3, invert=invert)(x)
+        src = 1 - x if invert else x
+        for b, i, j in ((0, 0, 0), (1, 5, 7), (2, 31, 3), (3, 16, 16)):
+            h, s, v = colorsys.rgb_to_hsv(*src[b, :, i, j].tolist())
+            expected = colorsys.hsv_to_rgb(h, min(1.0, s * 3), v)
+            torch.testing.assert_close(out[b, :, i, j], torch.tensor(expected, dtype=torch.float32), atol=1e-5, rtol=0)
+
+
+def test_residual_views_are_zero_on_flat_images_and_stacked_adds_channels():
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    for name in ("npr", "highpass"):
+        assert build_view(name=name)(flat).abs().max() < 1e-6
+    assert build_view(name="highpass", kind="blur", kernel_size=5)(flat).abs().max() < 1e-6
+    stacked = build_view(name="stacked", other="inverted_saturated@8")
+    assert stacked.out_channels == 6
+    x = real_images(2)
+    torch.testing.assert_close(stacked(x)[:, 3:], build_view(name="inverted_saturated", saturation_factor=8)(x))
+    with pytest.raises(ConfigError, match="kernel_size must be odd"):
+        build_view(name="highpass", kernel_size=4)
 
 
 def test_view_spec_strings():

@@ -239,33 +239,6 @@ def plot(path: Path, result: dict) -> None:
     plt.close(fig)
 
 
-def views_figure(folder: Path, out: Path, factors=(8, 500), n=4, size=128) -> None:
-    """A grid of n REAL and n FAKE images from folder/{REAL,FAKE}: one row per view."""
-    import torch
-    from torchvision.transforms.functional import resize
-    from torchvision.utils import save_image
-
-    from aidetect.data.images import list_class_folder, prepare_images
-    from aidetect.views import VIEWS, build_view, view_params
-    from PIL import Image
-
-    views = [build_view(name=v) for v in VIEWS if not view_params(v)]
-    views += [build_view(name=v, saturation_factor=f) for f in factors for v in VIEWS
-              if view_params(v) == ["saturation_factor"]]
-    items = list_class_folder(Path(folder))
-    picks = [p for c in (0, 1) for p in [p for p, lab in items if lab == c][:n]]
-    imgs = [prepare_images(Image.open(p), None, "resize")[0].float() / 255 for p in picks]
-    if len({im.shape for im in imgs}) > 1 or imgs[0].shape[-1] > size:  # shrink/unify, for a readable figure
-        imgs = [resize(im, [size, size], antialias=True) for im in imgs]
-    x = torch.stack(imgs)
-    rows = torch.cat([v(x)[:, :3] for v in views])  # small images: the view at native size, as the model sees it
-    if rows.shape[-1] < size:
-        rows = torch.nn.functional.interpolate(rows, size=(size, size), mode="nearest")
-    save_image(rows, out, nrow=len(picks), padding=2, pad_value=1.0)
-    print(f"{out}: columns {n} REAL then {n} FAKE; rows " + ", ".join(
-        v.name + "".join(f"@{p:g}" for p in v.params().values()) for v in views))
-
-
 class AggregateCallback(Callback):
     """Hydra callback: aggregate the sweep folder when a multirun ends."""
 
@@ -287,8 +260,20 @@ def add_parser(sub) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when some jobs failed or did not finish")
     p.add_argument("--baseline", default=BASELINE, help="the view others are compared with (default: none)")
     p.set_defaults(func=cmd_aggregate)
-    v = sub.add_parser("views", help="PNG of REAL and FAKE images under every view")
+    v = sub.add_parser("views", help="PNG of REAL and FAKE images under every view (or the ones given)")
     v.add_argument("folder", help="a folder holding REAL/ and FAKE/")
     v.add_argument("--out", default="views.png")
-    v.add_argument("--factors", type=float, nargs="+", default=[8, 500])
-    v.set_defaults(func=lambda a: views_figure(Path(a.folder), Path(a.out), a.factors))
+    v.add_argument("--views", nargs="+", help="views as aug.spec writes them, e.g. npr inverted_saturated@500")
+    v.add_argument("-n", type=int, default=4, help="images per class")
+    v.set_defaults(func=cmd_views)
+
+
+def cmd_views(args) -> int:
+    from aidetect.config import parse_view_spec
+    from aidetect.grids import views_figure
+    from aidetect.views import build_view
+
+    views = [build_view(parse_view_spec(v)) for v in args.views] if args.views else None
+    views_figure(Path(args.folder), Path(args.out), views, n=args.n)
+    print(f"wrote {args.out}")
+    return 0

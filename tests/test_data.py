@@ -167,7 +167,7 @@ def no_kaggle_credentials(tmp_path, monkeypatch):
 
 def test_missing_kaggle_credentials_message(tmp_path, no_kaggle_credentials):
     dm = _datamodule(tmp_path, None)
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(ConfigError) as e:
         dm.prepare_data()
     msg = str(e.value)
     for hint in ("kaggle.json", "KAGGLE_USERNAME", "KAGGLE_KEY", "data.archive="):

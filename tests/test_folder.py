@@ -6,7 +6,7 @@ from PIL import Image
 from aidetect.config import ConfigError
 from aidetect.data.folder import FolderDataModule
 from aidetect.train import train
-from conftest import compose_train, make_image
+from conftest import SHARED_DATA, compose_train, make_image
 
 import numpy as np
 
@@ -108,12 +108,35 @@ def test_mixed_sizes_use_the_networks_default_size(tmp_path):
 def test_small_cnn_is_sized_for_larger_images(tmp_path):
     root = make_pool(tmp_path / "pool", 10)
     cfg = compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
-                         "model=seed_cifake_cnn", f"output_dir={tmp_path / 'run'}", "trainer.max_epochs=1",
-                         "trainer.enable_progress_bar=false"])
+                         "model=seed_cifake_cnn", "data.image_size=[64,96]", f"output_dir={tmp_path / 'run'}",
+                         "trainer.max_epochs=1", "trainer.enable_progress_bar=false"])
     m = train(cfg)
-    assert m["model"]["input_size"] == [90, 160] and m["params"] == 634_305 + 128 * (11 * 20 - 16) * 256
+    assert m["model"]["input_size"] == [64, 96] and m["params"] == 634_305 + 128 * (8 * 12 - 16) * 256
+    big = compose_train(["data=folder", f"data.root={root}", "model=seed_cifake_cnn", f"output_dir={tmp_path / 'r2'}"])
+    with pytest.raises(ConfigError, match="too large for SeedCifakeCNN"):  # 90x160 native: refused before decoding
+        train(big)
 
 
 def test_an_empty_split_is_a_message(tmp_path):
     with pytest.raises(ConfigError, match="test_fraction"):
         dm_for(tmp_path, make_pool(tmp_path / "pool", 3))  # 10% of 3 per class rounds to 0
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "faces_stylegan2_300.zip").exists(), reason="needs ../shared/data/faces_stylegan2_300.zip")
+def test_faces_repeated_splits_pool_every_image_and_follow_the_seed(tmp_path):
+    from aidetect.train import build_datamodule
+    tests = {}
+    for seed in (0, 1):
+        cfg = compose_train(["data=faces", f"data.archive={SHARED_DATA / 'faces_stylegan2_300.zip'}",
+                             f"data.data_dir={tmp_path / 'data'}", f"seed={seed}"])
+        assert cfg.model.net._target_ == "aidetect.models.SeedFluxCNN" and cfg.data.split_seed == seed
+        dm = build_datamodule(cfg.data)
+        dm.prepare_data()
+        dm.setup("fit")
+        c = dm.counts
+        assert c["raw_all"] == 1289 and c["train"] + c["val"] + c["test"] == 1289
+        assert c["test"] == 129 and c["test_fake"] == 70  # a stratified tenth (589 REAL, 700 FAKE)
+        assert c["image_size"] == [300, 300]
+        tests[seed] = set(dm.splits["test"].names)
+        assert tests[seed].isdisjoint(dm.splits["train"].names) and tests[seed].isdisjoint(dm.splits["val"].names)
+    assert len(tests[0] & tests[1]) < 40  # a different held-out tenth per seed (about 13 in common by chance)

@@ -84,6 +84,8 @@ def test_grayscale_and_palette_images_are_converted_not_refused(trained):
     torch.testing.assert_close(model.predict_proba([pal]), model.predict_proba([pal.convert("RGB")]))
     with pytest.raises(ValueError, match="uint8"):
         model.predict_proba([torch.rand(3, 10, 10)])
+    g = torch.from_numpy(np.asarray(gray.resize((64, 48))))[None, None]  # a [1, 1, H, W] batch at the input size
+    torch.testing.assert_close(model.predict_proba(g), model.predict_proba([gray.resize((64, 48))]))
 
 
 def test_a_checkpoint_cannot_name_code_to_run(trained, tmp_path):
@@ -95,6 +97,10 @@ def test_a_checkpoint_cannot_name_code_to_run(trained, tmp_path):
         load_detector(bad)
     with pytest.raises(ConfigError, match="is not a file"):
         load_detector(tmp_path / "missing.ckpt")
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(trained["ckpt"].read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="not a readable checkpoint"):
+        load_detector(cut)
 
 
 def eval_cfg(trained, tmp_path, root, *extra):

@@ -86,11 +86,14 @@ def run_fails(tmp_path, *args) -> str:
     (["data.resize=squash"], "valid: resize, center_crop"),
     (["augment=flip", "augment.hflip=2"], "augment.hflip is a probability"),
     (["test_ckpt=first"], "valid: best, last"),
+    (["model.optimizer.lr=abc"], "model.optimizer"),
+    (["+model.net.widht=3"], "unexpected keyword argument 'widht'"),
+    (["model=seed_flux_cnn"], "too small for SeedFluxCNN"),  # CIFAKE's native 32x32, read from headers
 ])
 def test_bad_settings_are_one_message_before_any_data_work(tmp_path, kaggle_dir, args, expected):
     err = run_fails(tmp_path, *common(tmp_path, kaggle_dir), *args)
     assert expected in err
-    assert not (tmp_path / "data").exists()  # failed before touching data
+    assert not list((tmp_path / "data").rglob("*.pt"))  # failed before decoding anything
 
 
 def test_missing_data_folders_say_how_to_get_them(tmp_path):
@@ -140,6 +143,7 @@ def test_train_writes_run_dir_then_eval_uses_checkpoint_view(tmp_path, kaggle_zi
     e = json.loads((ev / "metrics.json").read_text())
     assert e["view"] == {"name": "inverted_saturated", "saturation_factor": 7.0}
     assert e["data"]["test"] == 24 and e["seed"] == 42
+    assert len(list((tmp_path / "data/cifake/cache").glob("*.pt"))) == 2  # eval reused training's cache
 
 
 def tensorboard_events(folder: Path):

@@ -24,6 +24,17 @@ from aidetect.train import build_datamodule, output_dir, write_skipped
 log = logging.getLogger(__name__)
 
 
+def image_size_given(cfg: DictConfig):
+    """data.image_size if the user set it (on the command line under Hydra; a dataset's own
+    default, e.g. data=flux's 720x1280, does not count), else None."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        overrides = HydraConfig.get().overrides.task
+        return cfg.data.image_size if any(o.lstrip("+~").startswith("data.image_size=") for o in overrides) else None
+    return cfg.data.get("image_size")
+
+
 def evaluate(cfg: DictConfig) -> dict:
     model = load_detector(cfg.ckpt_path)
     out = output_dir(cfg)
@@ -31,15 +42,19 @@ def evaluate(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed)
     log.info("checkpoint %s: %s", cfg.ckpt_path, model.describe())
     data_cfg = cfg.data.copy()
-    if data_cfg.get("image_size") is None:  # the checkpoint's size and policy
-        data_cfg.image_size, data_cfg.resize = list(model.input_size), model.hparams.resize
-    elif tuple(data_cfg.image_size) != model.input_size:
+    given = image_size_given(cfg)
+    if given is None:  # the checkpoint's size and policy; its native size if that matches (reuses the cache)
+        data_cfg.image_size, data_cfg.resize = None, model.hparams.resize
+    elif tuple(given) != model.input_size:
         if type(model.net).fixed_input_size:
-            raise ConfigError(f"data.image_size={list(data_cfg.image_size)}: this checkpoint's "
-                              f"{type(model.net).__name__} takes exactly {list(model.input_size)}; leave "
-                              f"data.image_size unset to use it")
-        type(model.net).check_input_size(data_cfg.image_size)
-    datamodule = build_datamodule(data_cfg)
+            raise ConfigError(f"data.image_size={list(given)}: this checkpoint's {type(model.net).__name__} "
+                              f"takes exactly {list(model.input_size)}; leave data.image_size unset to use it")
+        type(model.net).check_input_size(given)
+    datamodule = build_datamodule(data_cfg, default_size=model.input_size)
+    if given is None:
+        datamodule.prepare_data()
+        if datamodule.peek_size() != model.input_size:
+            datamodule.image_size = model.input_size
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(out))
     results = trainer.test(model, datamodule=datamodule)[0]

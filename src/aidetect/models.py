@@ -31,6 +31,7 @@ class Network(nn.Module):
     default_input_size: ClassVar[tuple[int, int]] = (32, 32)
     min_input_size: ClassVar[tuple[int, int]] = (1, 1)
     fixed_input_size: ClassVar[bool] = False  # True: works only at the input_size it was built for
+    max_input_size: ClassVar[tuple[int, int] | None] = None  # larger inputs are refused
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -48,6 +49,11 @@ class Network(nn.Module):
             raise ConfigError(f"{setting}={[h, w]} is too small for {cls.__name__}, which needs at least "
                               f"{mh}x{mw} (height x width): set {setting}=[{max(h, mh)},{max(w, mw)}] or larger, "
                               f"or choose another model=")
+        if cls.max_input_size and (h > cls.max_input_size[0] or w > cls.max_input_size[1]):
+            xh, xw = cls.max_input_size
+            raise ConfigError(f"{setting}={[h, w]} is too large for {cls.__name__} (at most {xh}x{xw}: its "
+                              f"fully connected layer grows with the input): use model=seed_flux_cnn (any size) "
+                              f"or set {setting}=[32,32]")
 
 
 class _Sequential(nn.Sequential, Network):
@@ -62,6 +68,7 @@ class SeedCifakeCNN(_Sequential):
 
     default_input_size = (32, 32)
     min_input_size = (8, 8)
+    max_input_size = (128, 128)  # 8.4M parameters in its first FC layer there
     fixed_input_size = True
 
     def __init__(self, in_channels: int = 3, input_size=(32, 32), width: int = 32, hidden: int = 256):

@@ -87,8 +87,9 @@ class Detector(L.LightningModule):
     @torch.no_grad()
     def predict_proba(self, images, batch_size: int = 64) -> torch.Tensor:
         """P(FAKE) for each image (calibrated by the stored temperature), on the CPU."""
-        batch = images if isinstance(images, torch.Tensor) and images.ndim == 4 and \
-            tuple(images.shape[-2:]) == self.input_size and images.dtype == torch.uint8 else self.prepare(images)
+        ready = isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[1] == 3 and \
+            tuple(images.shape[-2:]) == self.input_size and images.dtype == torch.uint8
+        batch = images if ready else self.prepare(images)
         was_training = self.training
         self.eval()
         try:
@@ -146,15 +147,7 @@ class Detector(L.LightningModule):
         return self.probability(self(x))
 
     def configure_optimizers(self):
-        spec = self.hparams.optimizer or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
-        optimizer = hydra.utils.instantiate(spec)(params=self.parameters())
-        if not self.hparams.scheduler:
-            return optimizer
-        sched = dict(self.hparams.scheduler)
-        interval, monitor = sched.pop("interval", "epoch"), sched.pop("monitor", None)
-        scheduler = hydra.utils.instantiate(sched)(optimizer=optimizer)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": monitor}}
+        return build_recipe(self.hparams.optimizer, self.hparams.scheduler, self.parameters())
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["aidetect"] = {"schema_version": SCHEMA_VERSION, "provenance": self.provenance,
@@ -168,6 +161,23 @@ class Detector(L.LightningModule):
                 "temperature": hp.temperature, "labels": dict(hp.labels or LABELS)}
 
 
+def build_recipe(optimizer: dict | None, scheduler: dict | None, params):
+    """Optimizer (and scheduler) from Hydra ``_partial_`` specs, as configure_optimizers returns them."""
+    spec = optimizer or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+    try:
+        opt = hydra.utils.instantiate(spec)(params=params)
+        if not scheduler:
+            return opt
+        sched = dict(scheduler)
+        interval, monitor = sched.pop("interval", "epoch"), sched.pop("monitor", None)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": hydra.utils.instantiate(sched)(optimizer=opt),
+                                                   "interval": interval, "monitor": monitor}}
+    except Exception as e:
+        cause = e.__cause__ or e
+        raise ConfigError(f"model.optimizer/model.scheduler ({spec.get('_target_')}, "
+                          f"{(scheduler or {}).get('_target_')}): {type(cause).__name__}: {cause}") from None
+
+
 def load_detector(path: str | Path, map_location="cpu") -> Detector:
     """A Detector from a checkpoint file, with no Hydra config and no pickled code:
     ``weights_only=True`` refuses anything but tensors and plain containers, and only
@@ -176,8 +186,11 @@ def load_detector(path: str | Path, map_location="cpu") -> Detector:
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} is not a file; pass one written by train.py, e.g. "
                           f"outputs/train/runs/<time>/checkpoints/last.ckpt")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    meta = ckpt.get("aidetect") or {}
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, not a checkpoint, or holding pickled code
+        raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    meta = ckpt.get("aidetect") or {} if isinstance(ckpt, dict) else {}
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise ConfigError(f"{path} was written by another version of this project (checkpoint schema "
                           f"{meta.get('schema_version')}, this code reads {SCHEMA_VERSION}); retrain it "

@@ -24,8 +24,8 @@ from aidetect.augment import build_augment
 from aidetect.callbacks import EpochStats, ViewGrid
 from aidetect.config import ConfigError, provenance, view_spec
 from aidetect.io import atomic_write, torch_save, write_json
-from aidetect.models import network_class
-from aidetect.module import SCHEMA_VERSION, Detector
+from aidetect.models import build_network, network_class
+from aidetect.module import SCHEMA_VERSION, Detector, build_recipe
 from aidetect.views import build_view
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,13 @@ def check_settings(cfg: DictConfig):
     """Every cheap check, before any data work: returns (view spec, network class)."""
     spec = view_spec(plain(cfg.aug))
     view = build_view(spec)
-    net_cls = network_class((cfg.model.get("net") or {}).get("_target_", ""))
-    if cfg.data.get("image_size") is not None:
-        net_cls.check_input_size(cfg.data.image_size)
+    net_spec = plain(cfg.model.get("net")) or {}
+    net_cls = network_class(net_spec.get("_target_", ""))
+    size = cfg.data.get("image_size")
+    if size is not None:
+        net_cls.check_input_size(size)
+    net = build_network(net_spec, view.out_channels, size or net_cls.default_input_size)  # its own settings
+    build_recipe(plain(cfg.model.get("optimizer")), plain(cfg.model.get("scheduler")), net.parameters())
     build_augment(plain(cfg.get("augment")))
     if cfg.get("test_ckpt", "best") not in ("best", "last"):
         raise ConfigError(f"test_ckpt={cfg.test_ckpt!r}; valid: best, last")
@@ -125,6 +129,8 @@ def train(cfg: DictConfig) -> dict:
 
     t0 = time.perf_counter()
     datamodule.prepare_data()
+    if (size := datamodule.peek_size()) is not None:
+        net_cls.check_input_size(size)  # before decoding: a size error costs a second, not a data pass
     datamodule.setup("fit")
     prep_seconds = time.perf_counter() - t0
     log.info("data ready in %.1f s: %s", prep_seconds, datamodule.counts)

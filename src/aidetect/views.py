@@ -303,15 +303,12 @@ def build_view(spec: dict | None = None, **kwargs) -> View:
     name = spec.pop("name", "none")
     if name not in VIEWS:
         raise ConfigError(f"unknown view aug.name={name!r}; valid names: {', '.join(VIEWS)}")
-    try:
-        return VIEWS[name](**spec)
-    except TypeError:
-        import inspect
-
-        allowed = [p for p in inspect.signature(VIEWS[name].__init__).parameters if p != "self"]
-        bad = sorted(set(spec) - set(allowed))
+    allowed = view_params(name)
+    bad = sorted(set(spec) - set(allowed))
+    if bad:
         raise ConfigError(f"view {name!r} takes no setting {', '.join('aug.' + b for b in bad)}; "
-                          f"its settings: {', '.join('aug.' + a for a in allowed) or 'none'}") from None
+                          f"its settings: {', '.join('aug.' + a for a in allowed) or 'none'}")
+    return VIEWS[name](**spec)
 
 
 def view_params(name: str) -> list[str]:

@@ -6,6 +6,8 @@ import stat
 import zipfile
 from pathlib import Path
 
+from aidetect.config import ConfigError
+
 
 class UnsafeArchiveError(ValueError):
     pass
@@ -88,13 +90,13 @@ def kaggle_download(dataset: str, dest_dir: str | Path, api=None) -> Path:
         return final
     if api is None:
         if not kaggle_credentials_present():
-            raise RuntimeError(KAGGLE_HELP.format(dataset=dataset))
+            raise ConfigError(KAGGLE_HELP.format(dataset=dataset))
         from kaggle.api.kaggle_api_extended import KaggleApi
         api = KaggleApi()
         try:
             api.authenticate()
         except SystemExit:  # the client exit()s on bad credentials
-            raise RuntimeError(KAGGLE_HELP.format(dataset=dataset)) from None
+            raise ConfigError(KAGGLE_HELP.format(dataset=dataset)) from None
     clean_stale(final)
     tmp = _tmp_sibling(final, "download")
     tmp.mkdir(parents=True, exist_ok=True)

@@ -26,20 +26,13 @@ KAGGLE_DATASET = "birdy654/cifake-real-and-ai-generated-synthetic-images"
 class CIFAKEDataModule(FolderDataModule):
     def __init__(self, data_dir="data", archive=None, dedup=True, kaggle_api=None, val_fraction=0.2,
                  name="cifake", **kwargs):
-        self.archive = None if archive is None else Path(archive).expanduser()
         self.kaggle_api = kaggle_api  # tests inject a stand-in with the KaggleApi interface
-        if self.archive is not None and not self.archive.exists():
-            raise ConfigError(
-                f"data.archive={archive} does not exist; give the path of cifake.zip (or of a "
-                f"folder holding train/ and test/), or leave data.archive unset to use Kaggle")
-        self.home = Path(data_dir).expanduser() / "cifake"
-        super().__init__(root=self._raw_folder_path(), data_dir=data_dir, dedup=dedup, val_fraction=val_fraction,
-                         name=name, **kwargs)
+        root = None if archive is not None else Path(data_dir).expanduser() / name / "raw"
+        super().__init__(root=root, data_dir=data_dir, dedup=dedup, val_fraction=val_fraction, name=name,
+                         archive=archive, missing_hint="or leave data.archive unset to use Kaggle", **kwargs)
+        self.home = self.root.parent if self.archive is None or not self.archive.is_dir() else self.data_dir / name
 
-    def _raw_folder_path(self) -> Path:
-        return self.archive if self.archive is not None and self.archive.is_dir() else self.home / "raw"
-
-    def _check_root(self, root, hint):  # the folder appears in prepare_data
+    def _check_root(self, root, hint):  # the folder appears in prepare_data (extraction or download)
         pass
 
     @property
@@ -47,11 +40,13 @@ class CIFAKEDataModule(FolderDataModule):
         return self.home / "cache"
 
     def prepare_data(self):
-        self.home.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.home / "prepare.lock")):
-            if not self.root.is_dir():
-                zip_path = self.archive or kaggle_download(KAGGLE_DATASET, self.home / "download", self.kaggle_api)
-                safe_extract(zip_path, self.root)
+        if self.archive is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(self.home / "prepare.lock")):
+                if not self.root.is_dir():
+                    safe_extract(kaggle_download(KAGGLE_DATASET, self.home / "download", self.kaggle_api), self.root)
+        else:
+            super().prepare_data()
         for split in ("train", "test"):
             if not (self.root / split).is_dir():
                 raise ConfigError(f"{self.root} has no {split}/ folder: not the CIFAKE layout "

@@ -14,8 +14,12 @@ Split order, the same for every dataset (seeds are ``data.split_seed`` + the off
      unsplit folder, stratified (seed +3);
   3. subsample the training pool to ``fraction``, stratified (seed +1); the test stays whole;
   4. val: the given val/; else ``val_fraction`` of the training pool, stratified (seed +0;
-     from an unsplit folder both fractions are of the whole folder);
+     from an unsplit folder at data.fraction=1 both fractions are of the whole folder);
   5. val and test are put in one seeded order (seed +2), so ``limit_val_batches`` sees both classes.
+
+``data.pool=true`` ignores the folder's own split folders and pools every image, so that
+the split seed draws a different held-out test set each run (repeated stratified splits).
+``data.archive`` (a .zip) is extracted once to ``<data_dir>/<name>/raw`` and used as the root.
 
 Evaluation (``setup("test")`` alone, as eval.py does) scores the folder's test/ if present,
 else its val/, else every image under REAL/ and FAKE/, whole.
@@ -38,6 +42,7 @@ from filelock import FileLock
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from aidetect.config import ConfigError
+from aidetect.data.archive import safe_extract
 from aidetect.data.images import RESIZE_POLICIES, MixedSizes, decode_files, list_class_folder
 from aidetect.io import torch_save
 
@@ -119,8 +124,15 @@ class InMemoryImages(Dataset):
 class FolderDataModule(L.LightningDataModule):
     def __init__(self, root=None, data_dir="data", image_size=None, resize="center_crop", batch_size=32,
                  num_workers=0, val_fraction=0.1, test_fraction=0.1, split_seed=0, fraction=1.0,
-                 dedup=False, strict=False, name=None, missing_hint=None):
+                 dedup=False, strict=False, name=None, missing_hint=None, archive=None, pool=False):
         super().__init__()
+        self.archive = None if archive is None else Path(archive).expanduser()
+        if self.archive is not None and not self.archive.exists():
+            raise ConfigError(f"data.archive={archive} does not exist; give the path of a .zip (or of a folder) "
+                              f"holding REAL/ and FAKE/ or split folders" + (f". {missing_hint}" if missing_hint else ""))
+        if self.archive is not None and root is None:  # extracted under data_dir on first use
+            root = self.archive if self.archive.is_dir() else \
+                Path(data_dir).expanduser() / (name or self.archive.stem) / "raw"
         batch_size, num_workers, split_seed = (_number(f"data.{k}", v, int) for k, v in
                                                (("batch_size", batch_size), ("num_workers", num_workers),
                                                 ("split_seed", split_seed)))
@@ -146,7 +158,7 @@ class FolderDataModule(L.LightningDataModule):
         self.image_size, self.resize = image_size, resize
         self.batch_size, self.num_workers = batch_size, num_workers
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
-        self.fraction, self.dedup, self.strict = fraction, dedup, strict
+        self.fraction, self.dedup, self.strict, self.pool = fraction, dedup, strict, bool(pool)
         self.data_dir = Path(data_dir).expanduser()
         self.root = None if root is None else Path(root).expanduser()
         self._check_root(root, missing_hint)
@@ -157,6 +169,8 @@ class FolderDataModule(L.LightningDataModule):
         self.counts: dict = {}  # goes into the run's metrics.json
 
     def _check_root(self, root, hint):
+        if self.archive is not None:  # the folder appears in prepare_data
+            return
         if root is None:
             raise ConfigError("data.root is not set: give the folder holding REAL/ and FAKE/ (or split folders)")
         if not self.root.is_dir():
@@ -189,7 +203,11 @@ class FolderDataModule(L.LightningDataModule):
                 torch_save({"images": images, "labels": torch.tensor([items[i][1] for i in kept], dtype=torch.long),
                             "names": [str(paths[i].relative_to(self.root)) for i in kept], "md5": md5s,
                             "skipped": skipped, "decode_seconds": time.perf_counter() - t0}, cache)
-            return torch.load(cache, weights_only=True)
+            data = torch.load(cache, weights_only=True)
+        if self.strict and data["skipped"]:  # the cache was built by a non-strict run
+            path, reason = data["skipped"][0]
+            raise ConfigError(f"cannot use image {path}: {reason} (data.strict=true)")
+        return data
 
     def _decode_all(self, layout: dict) -> dict:
         """Every split of the layout, at one size: data.image_size; else the native size if all
@@ -211,10 +229,19 @@ class FolderDataModule(L.LightningDataModule):
 
     # --- splits ----------------------------------------------------------------------------
     def layout(self) -> dict:
-        return find_layout(self.root)
+        found = find_layout(self.root)
+        if self.pool and "all" not in found:  # one pool, split here by split_seed (repeated splits)
+            found = {"all": sorted((item for items in found.values() for item in items), key=lambda i: str(i[0]))}
+        return found
 
     def prepare_data(self):
-        """Downloads happen here in subclasses; decoding happens in setup (locked, once)."""
+        """Extract ``data.archive`` once (atomic, under a lock); decoding happens in setup."""
+        if self.archive is None or self.archive.is_dir():
+            return
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root.parent / "prepare.lock")):
+            if not self.root.is_dir():
+                safe_extract(self.archive, self.root)
 
     def setup(self, stage=None):
         if self.splits:
@@ -298,6 +325,28 @@ class FolderDataModule(L.LightningDataModule):
         g = torch.Generator().manual_seed(self.split_seed + SEED_OFFSETS["eval_order"])
         for name in ("val", "test"):
             self.splits[name] = self.splits[name].subset(torch.randperm(len(self.splits[name]), generator=g))
+
+    def peek_size(self, per_class: int = 3) -> tuple[int, int] | None:
+        """The size training will use, known before decoding: data.image_size, else the native
+        size read from a few image headers per class and split (EXIF rotation counted); None
+        when they differ (the network's default size will be used) or cannot be read."""
+        from PIL import Image
+
+        if self.image_size is not None:
+            return tuple(self.image_size)
+        sizes = set()
+        for items in self.layout().values():
+            for label in (0, 1):
+                for p in [p for p, lab in items if lab == label][:per_class]:
+                    try:
+                        with Image.open(p) as im:
+                            w, h = im.size
+                            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees
+                                w, h = h, w
+                        sizes.add((h, w))
+                    except Exception:  # unreadable: decoding will skip and report it
+                        continue
+        return sizes.pop() if len(sizes) == 1 else None
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -80,7 +80,7 @@ def prepare_images(images, size, policy: str) -> torch.Tensor:
     from torchvision.transforms.functional import to_pil_image
 
     if isinstance(images, (Image.Image, torch.Tensor)) and not (isinstance(images, torch.Tensor) and images.ndim == 4):
-        images = [images]
+        images = [images]  # one image; a 4-d tensor is a batch and iterates as images
     out = []
     for im in images:
         if isinstance(im, torch.Tensor):

@@ -67,3 +67,27 @@ def test_flux_cnn_minimum_is_exact():
 def test_unknown_network_lists_the_known_ones():
     with pytest.raises(ConfigError, match="aidetect.models.SeedFluxCNN"):
         build_network({"_target_": "torch.nn.Linear"})
+
+
+def test_label_smoothing_moves_training_targets_only():
+    det = Detector(net={"_target_": "aidetect.models.SeedCifakeCNN"}, label_smoothing=0.2)
+    x, y = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 0, 1])
+    det.eval()
+    logits = det(x)
+    loss_eval, _ = det._step((x, y), det.val_metrics)
+    torch.testing.assert_close(loss_eval, torch.nn.functional.binary_cross_entropy_with_logits(logits, y.float()))
+    det.train()
+    torch.manual_seed(0)
+    loss_train, _ = det._step((x, y), det.train_metrics)
+    torch.manual_seed(0)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(det(x), torch.tensor([0.1, 0.9, 0.1, 0.9]))
+    torch.testing.assert_close(loss_train, expected)
+
+
+def test_small_resnet_keeps_full_resolution_first_and_is_small():
+    from aidetect.models import SmallResNet
+    net = SmallResNet()
+    assert count_parameters(net) < 1_000_000
+    feats = net.stem(torch.rand(1, 3, 32, 32))
+    assert feats.shape[-2:] == (32, 32) and net.blocks[0](feats).shape[-2:] == (32, 32)
+    assert net(torch.rand(2, 3, 300, 200)).shape == (2, 1)

@@ -60,10 +60,10 @@ def test_fast_dev_run_every_experiment(tmp_path, experiment):
     """Each experiment config composes and runs one batch on generated data of its kind."""
     cfg = compose_train([f"experiment={experiment}"])
     if cfg.data._target_.endswith("CIFAKEDataModule"):
-        data = [f"data.archive={make_kaggle_layout(tmp_path / 'src', 8, 4)}"]
+        data = [f"data.archive={make_kaggle_layout(tmp_path / 'src', 10, 4)}"]
     else:  # a folder dataset: images just above the model's minimum input size
-        make_kaggle_layout(tmp_path / "src", 8, 4, size=(140, 150))
-        data = [f"data.root={tmp_path / 'src'}", "data.image_size=[136,136]"]
+        make_kaggle_layout(tmp_path / "src", 10, 4, size=(140, 150))
+        data = [f"data.root={tmp_path / 'src'}", "data.archive=null", "data.image_size=[136,136]"]
     cfg = compose_train([f"experiment={experiment}", *data, f"data.data_dir={tmp_path / 'data'}", "debug=fdr",
                          "trainer.enable_progress_bar=false", f"output_dir={tmp_path / 'run'}"])
     m = train(cfg)
@@ -219,6 +219,32 @@ def test_optimizer_and_schedule_are_yaml_only(tmp_path, kaggle_dir):
     assert ck["hyper_parameters"]["optimizer"]["_target_"] == "torch.optim.AdamW"
     assert ck["optimizer_states"][0]["param_groups"][0]["weight_decay"] == 0.05
     assert ck["lr_schedulers"][0]["last_epoch"] == 2
+
+
+def test_a_rerun_sweep_skips_finished_jobs(tmp_path, kaggle_zip):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *common(tmp_path, kaggle_zip), "aug=saturated", "aug.saturation_factor=2,8", "trainer.max_epochs=1",
+            "skip_done=true", "logger=none", f"hydra.sweep.dir={sweep}"]
+    assert run_script("train.py", *args).returncode == 0
+    (sweep / "1/metrics.json").unlink()  # job 1 "interrupted"
+    stamp = (sweep / "0/metrics.json").stat().st_mtime_ns
+    r = run_script("train.py", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (sweep / "0/metrics.json").stat().st_mtime_ns == stamp  # finished: not run again
+    assert json.loads((sweep / "1/metrics.json").read_text())["view"]["saturation_factor"] == 8  # redone
+    assert (sweep / "results.md").read_text().count("| saturated |") >= 2  # aggregated over both
+
+
+def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
+    cfg = compose_train(common(tmp_path, kaggle_dir) + ["model=small_resnet", "model.net.width=8", "callbacks=ema",
+                                                        "callbacks.ema.update_starting_at_step=1", "trainer.max_epochs=2",
+                                                        "logger=none", f"output_dir={tmp_path / 'run'}"])
+    m = train(cfg)
+    assert 0 <= m["test"]["acc"] <= 1
+    ck = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    assert "current_model_state" in ck  # Lightning's EMAWeightAveraging: state_dict is the average
+    w = "net.stem.0.weight"
+    assert not torch.equal(ck["state_dict"][w], ck["current_model_state"][w])
 
 
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, kaggle_dir):

@@ -8,6 +8,7 @@ before any image is decoded, so a typo costs a second, not a data pass.
 
 import csv
 import io
+import json
 import logging
 import time
 from pathlib import Path
@@ -122,6 +123,10 @@ def write_skipped(out: Path, skipped) -> None:
 
 def train(cfg: DictConfig) -> dict:
     spec, net_cls = check_settings(cfg)
+    done = output_dir(cfg) / "metrics.json"
+    if cfg.get("skip_done") and done.is_file():  # a long sweep re-run after an interruption
+        log.info("skip_done: %s exists, not training again", done)
+        return json.loads(done.read_text())
     datamodule = build_datamodule(cfg.data, net_cls.default_input_size)  # checks the data settings
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +144,8 @@ def train(cfg: DictConfig) -> dict:
     model = Detector(net=plain(cfg.model.net), view=spec, optimizer=plain(cfg.model.get("optimizer")),
                      scheduler=plain(cfg.model.get("scheduler")), augment=plain(cfg.get("augment")),
                      input_size=list(datamodule.input_size), resize=datamodule.resize,
-                     channels_last=cfg.model.get("channels_last", True), labels=dict(LABELS))
+                     channels_last=cfg.model.get("channels_last", True), labels=dict(LABELS),
+                     label_smoothing=cfg.model.get("label_smoothing", 0.0))
     model.run_config = plain(cfg)  # saved inside each checkpoint
     model.provenance = provenance()
     log.info("model: %s", model.describe())

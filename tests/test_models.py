@@ -5,19 +5,20 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from aidetect.config import ConfigError
 from aidetect.models import SeedCifakeCNN, SeedFluxCNN, build_network, count_parameters, network_class
 from aidetect.module import Detector
 from aidetect.views import VIEWS, build_view
-from conftest import ROOT
+from conftest import ROOT, compose_train
 
 MODEL_CONFIGS = sorted((ROOT / "configs/model").glob("*.yaml"))
 
 
 def model_cfg(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
+    """The model group as train.py sees it: composed by Hydra, interpolations resolved."""
+    from omegaconf import OmegaConf
+    return OmegaConf.to_container(compose_train([f"model={path.stem}"]).model, resolve=True)
 
 
 @pytest.mark.parametrize("model", MODEL_CONFIGS, ids=lambda p: p.stem)
@@ -29,7 +30,8 @@ def test_every_model_with_every_view_trains_a_step(model, view):
     size = [max(16, s) for s in cls.min_input_size]
     det = Detector(net=cfg["net"], view=spec, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"),
                    input_size=size)
-    assert det.net[0].in_channels == build_view(spec).out_channels
+    first_conv = next(m for m in det.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == build_view(spec).out_channels
     x = torch.randint(0, 256, (2, 3, *size), dtype=torch.uint8)
     det.train()
     logits = det(x)

@@ -60,7 +60,7 @@ def test_table_numbers_come_from_the_jobs(sweep):
             diff = sum(accs[s] - base[s] for s in (0, 1)) / 2
             assert float(row["acc_diff_vs_none"]) == pytest.approx(diff, abs=1e-6)
     md = (sweep / "results.md").read_text()
-    assert "Epoch 1 Val Accuracy" in md and "Epoch 2 Val Accuracy" in md and "| saturated | 8 |" in md
+    assert "Epoch 1 Val Accuracy" in md and "Epoch 2 Val Accuracy" in md and "| saturated | saturation_factor=8 |" in md
 
 
 def test_eval_sweep_over_checkpoints_is_aggregated_by_view_and_seed(sweep, tmp_path):
@@ -147,5 +147,14 @@ def test_rows_key_on_whatever_settings_a_view_has(tmp_path):
     assert [(r["view"], r["level"]) for r in result["rows"]] == [("none", None), ("wavelet", 2), ("wavelet", 3)]
     assert result["rows"][1]["vs_baseline"]["diff"] == pytest.approx(-0.095)
     header = (tmp_path / "results.md").read_text().splitlines()[0]
-    assert "| basis | level |" in header and "saturation" not in header
+    assert "| view | settings |" in header and "saturation" not in header
+    assert "| wavelet | basis=haar, level=3 |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").stat().st_size > 0
+
+
+def test_holm_adjustment_matches_the_textbook_example():
+    from aidetect.report import holm
+    # Holm (1979) step-down: sorted p 0.01, 0.02, 0.03, 0.04 with m=4 -> 0.04, 0.06, 0.06, 0.06
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    out = holm([0.5, float("nan"), 0.001])
+    assert out[0] == pytest.approx(0.5) and out[1] != out[1] and out[2] == pytest.approx(0.002)

@@ -60,7 +60,7 @@ def test_fast_dev_run_every_experiment(tmp_path, experiment):
     """Each experiment config composes and runs one batch on generated data of its kind."""
     cfg = compose_train([f"experiment={experiment}"])
     if cfg.data._target_.endswith("CIFAKEDataModule"):
-        data = [f"data.archive={make_kaggle_layout(tmp_path / 'src', 10, 4)}"]
+        data = [f"data.archive={make_kaggle_layout(tmp_path / 'src', 40, 4)}"]
     else:  # a folder dataset: images just above the model's minimum input size
         make_kaggle_layout(tmp_path / "src", 10, 4, size=(140, 150))
         data = [f"data.root={tmp_path / 'src'}", "data.archive=null", "data.image_size=[136,136]"]

@@ -68,5 +68,5 @@ class ViewGrid(L.Callback):
         images, labels = dm.fixed_examples("val", self.n)
         x = to_float(images).to(pl_module.device)
         grid = render_grid([("RGB", x)] + view_panels(pl_module.view, x), labels.tolist())
-        logger.experiment.add_image("val/view_grid", torch.from_numpy(np.asarray(grid)).permute(2, 0, 1),
+        logger.experiment.add_image("val/view_grid", torch.from_numpy(np.array(grid)).permute(2, 0, 1),
                                     trainer.global_step)

@@ -150,8 +150,8 @@ class Detector(L.LightningModule):
         return self.probability(self(x))
 
     def configure_optimizers(self):
-        return build_recipe(self.hparams.optimizer, self.hparams.scheduler, self.parameters(),
-                            total_steps=self.trainer.estimated_stepping_batches)
+        steps = self._trainer.estimated_stepping_batches if self._trainer is not None else 1000
+        return build_recipe(self.hparams.optimizer, self.hparams.scheduler, self.parameters(), total_steps=steps)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["aidetect"] = {"schema_version": SCHEMA_VERSION, "provenance": self.provenance,

@@ -80,6 +80,25 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
     return {"diff": ci["mean"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "p": float(p), "n": len(seeds)}
 
 
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down), in the input order; NaN stays NaN."""
+    idx = sorted((i for i, p in enumerate(pvalues) if p == p), key=lambda i: pvalues[i])
+    out, running = [float("nan")] * len(pvalues), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (len(idx) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def _order(v) -> tuple:
+    """Sort key for a setting of any type: missing first, then numbers by value, then text."""
+    if v is None:
+        return (0, 0.0, "")
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (1, float(v), "")
+    return (2, 0.0, str(v))
+
+
 def view_key(view: dict) -> tuple:
     return (view["name"], *sorted((k, v) for k, v in view.items() if k != "name"))
 
@@ -117,7 +136,10 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
             {s: j["metrics"]["test"]["acc"] for s, j in base.items()})
         rows.append(row)
     rows.sort(key=lambda r: (tuple(str(r.get(k)) for k in varying), r["view"] != baseline, r["view"],
-                             tuple((r.get(k) is not None, r.get(k) or 0) for k in view_settings)))
+                             tuple(_order(r.get(k)) for k in view_settings)))
+    compared = [r for r in rows if r["vs_baseline"]]  # Holm over every comparison with the baseline
+    for r, p in zip(compared, holm([r["vs_baseline"]["p"] for r in compared])):
+        r["vs_baseline"]["p_holm"] = p
     result = {"sweep": str(sweep), "varying": varying, "view_settings": view_settings, "baseline": baseline,
               "rows": rows, "failed": [{"dir": j["dir"], "overrides": j["overrides"]} for j in broken]}
     write_csv(sweep / "results.csv", result)
@@ -137,7 +159,7 @@ def write_csv(path: Path, result: dict) -> None:
     fields = ["view", *result["view_settings"], *result["varying"], "n", "seeds"]
     for m in METRICS:
         fields += [f"test_{m}_mean", f"test_{m}_std", f"test_{m}_ci_low", f"test_{m}_ci_high"]
-    fields += [f"acc_diff_vs_{base}", "acc_diff_ci_low", "acc_diff_ci_high", "acc_diff_p"]
+    fields += [f"acc_diff_vs_{base}", "acc_diff_ci_low", "acc_diff_ci_high", "acc_diff_p", "acc_diff_p_holm"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fields)
     w.writeheader()
@@ -150,7 +172,8 @@ def write_csv(path: Path, result: dict) -> None:
         if r["vs_baseline"]:
             v = r["vs_baseline"]
             out.update({f"acc_diff_vs_{base}": round(v["diff"], 6), "acc_diff_ci_low": round(v["ci_low"], 6),
-                        "acc_diff_ci_high": round(v["ci_high"], 6), "acc_diff_p": round(v["p"], 6)})
+                        "acc_diff_ci_high": round(v["ci_high"], 6), "acc_diff_p": round(v["p"], 6),
+                        "acc_diff_p_holm": round(v["p_holm"], 6)})
         w.writerow(out)
     atomic_write(path, buf.getvalue().encode())
 
@@ -161,24 +184,29 @@ def _pm(c: dict) -> str:
     return f"{c['mean']:.4f} ± {c['std']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
 
 
+def settings_text(r: dict, keys) -> str:
+    return ", ".join(f"{k}={_fmt(r[k])}" for k in keys if r.get(k) is not None)
+
+
 def markdown(result: dict) -> str:
     var, vs = result["varying"], result["view_settings"]
-    head = ["view", *vs, *var, "n", "test acc (mean ± std [95% CI])", "test AUROC", "test F1",
-            f"acc − {result['baseline']} (95% CI, p)"]
+    head = ["view", *(["settings"] if vs else []), *var, "n", "test acc (mean ± std [95% CI])", "test AUROC",
+            "test F1", f"acc − {result['baseline']} (95% CI, p, Holm-adjusted p)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
         v = r["vs_baseline"]
-        diff = "" if v is None else f"{v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}], p={v['p']:.3g}"
-        cells = [r["view"], *[_fmt(r.get(k)) for k in vs], *[str(r.get(k)) for k in var], str(r["acc"]["n"]),
-                 _pm(r["acc"]), _pm(r["auroc"]), _pm(r["f1"]), diff]
+        diff = "" if v is None else (f"{v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}], "
+                                     f"p={v['p']:.3g}, p_holm={v['p_holm']:.3g}")
+        cells = [r["view"], *([settings_text(r, vs)] if vs else []), *[str(r.get(k)) for k in var],
+                 str(r["acc"]["n"]), _pm(r["acc"]), _pm(r["auroc"]), _pm(r["f1"]), diff]
         lines.append("| " + " | ".join(cells) + " |")
     n_ep = max((len(r["val_acc_per_epoch"]) for r in result["rows"]), default=0)
     lines += ["", "Validation accuracy per epoch (mean over seeds):", "",
-              "| view | " + "".join(f"{k} | " for k in vs) + " | ".join(f"Epoch {e + 1} Val Accuracy"
-                                                                      for e in range(n_ep)) + " |",
-              "|---|" + "---|" * len(vs) + "---|" * n_ep]
+              "| view | " + ("settings | " if vs else "") + " | ".join(f"Epoch {e + 1} Val Accuracy"
+                                                                         for e in range(n_ep)) + " |",
+              "|---|" + ("---|" if vs else "") + "---|" * n_ep]
     for r in result["rows"]:
-        lines.append(f"| {r['view']} | " + "".join(f"{_fmt(r.get(k))} | " for k in vs)
+        lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "")
                      + " | ".join(f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
     if result["failed"]:
         lines += ["", f"Failed or unfinished jobs ({len(result['failed'])}), not in the table:", ""]

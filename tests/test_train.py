@@ -247,6 +247,18 @@ def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
     assert not torch.equal(ck["state_dict"][w], ck["current_model_state"][w])
 
 
+def test_optuna_search_selects_on_validation_accuracy(tmp_path, kaggle_dir):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep = tmp_path / "search"
+    r = run_script("train.py", "-m", "hparams_search=small_resnet_optuna", f"data.archive={kaggle_dir}",
+                   f"data.data_dir={tmp_path / 'data'}", "data.fraction=1.0", "data.batch_size=16", "logger=none",
+                   "hydra.sweeper.n_trials=2", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
+    val = [json.loads((sweep / str(i) / "metrics.json").read_text())["val_acc_per_epoch"][-1] for i in range(2)]
+    assert best == pytest.approx(max(val))  # validation, never test
+
+
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, kaggle_dir):
     first = compose_train(common(tmp_path, kaggle_dir) + ["trainer.max_epochs=1", f"output_dir={tmp_path / 'a'}"])
     train(first)

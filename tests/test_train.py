@@ -233,6 +233,10 @@ def test_a_rerun_sweep_skips_finished_jobs(tmp_path, kaggle_zip):
     assert (sweep / "0/metrics.json").stat().st_mtime_ns == stamp  # finished: not run again
     assert json.loads((sweep / "1/metrics.json").read_text())["view"]["saturation_factor"] == 8  # redone
     assert (sweep / "results.md").read_text().count("| saturated |") >= 2  # aggregated over both
+    # The sweep changed: job 0 now means factor 4, so its old result must not be reused.
+    r = run_script("train.py", *[a if a != "aug.saturation_factor=2,8" else "aug.saturation_factor=4,8" for a in args])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((sweep / "0/metrics.json").read_text())["view"]["saturation_factor"] == 4
 
 
 def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):

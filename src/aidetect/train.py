@@ -121,12 +121,27 @@ def write_skipped(out: Path, skipped) -> None:
     atomic_write(out / "skipped.csv", buf.getvalue().encode())
 
 
+def config_sha(cfg: DictConfig) -> str:
+    """A hash of everything that decides a job's result (not where it writes or whether it skips)."""
+    import hashlib
+
+    settings = {k: v for k, v in plain(cfg).items() if k not in ("output_dir", "skip_done", "task_name")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def train(cfg: DictConfig) -> dict:
     spec, net_cls = check_settings(cfg)
-    done = output_dir(cfg) / "metrics.json"
+    done, sha = output_dir(cfg) / "metrics.json", config_sha(cfg)
     if cfg.get("skip_done") and done.is_file():  # a long sweep re-run after an interruption
-        log.info("skip_done: %s exists, not training again", done)
-        return json.loads(done.read_text())
+        old = json.loads(done.read_text())
+        # Only the same job: a changed sweep renumbers its jobs, and a folder's old result
+        # must not stand in for another setting. (Files without a hash: seed and view decide.)
+        same = old.get("config_sha") == sha if "config_sha" in old else \
+            (old.get("seed"), old.get("view")) == (cfg.seed, spec)
+        if same:
+            log.info("skip_done: %s holds this job's result, not training again", done)
+            return old
+        log.warning("skip_done: %s holds another setting's result; training this job again", done)
     datamodule = build_datamodule(cfg.data, net_cls.default_input_size)  # checks the data settings
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +180,7 @@ def train(cfg: DictConfig) -> dict:
 
     metrics = {
         "schema_version": SCHEMA_VERSION,
+        "config_sha": sha,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},
         "tested_checkpoint": "none" if not results else (use or "final weights"),
         "val_acc_per_epoch": [e.get("val/acc") for e in stats.epochs],

@@ -259,7 +259,9 @@ def plot(path: Path, result: dict) -> None:
         ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_ylim(max(0.0, min(means, default=0.5) - 0.1), 1.0)
     ax.set_ylabel("test accuracy (mean, 95% CI)")
-    ax.set_title(Path(result["sweep"]).parent.parent.name + " sweep")
+    parts = Path(result["sweep"]).parts  # outputs/<task>/multirun/<time> or outputs/<task>/<name>
+    where = [p for p in parts[parts.index("outputs") + 1:] if p != "multirun"][:2] if "outputs" in parts else parts[-2:]
+    ax.set_title(" / ".join(where) + " sweep")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

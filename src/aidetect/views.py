@@ -59,13 +59,8 @@ class View(nn.Module):
 
 
 def _factor(value, setting="aug.saturation_factor") -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{setting} must be a number, got {value!r}") from None
-    if not value >= 0:  # also catches NaN
-        raise ConfigError(f"{setting} must be >= 0 (1 = unchanged), got {value}")
-    return value
+    """A saturation factor: a number >= 0 (1 = unchanged; NaN is refused too)."""
+    return _number(value, setting, 0.0)
 
 
 @register("none")
@@ -129,8 +124,8 @@ def _number(value, setting, low=None, kind=float):
         value = kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{setting} must be a number, got {value!r}") from None
-    if low is not None and not value >= low:
-        raise ConfigError(f"{setting} must be >= {low}, got {value}")
+    if low is not None and not value >= low:  # also catches NaN
+        raise ConfigError(f"{setting} must be >= {low:g}, got {value}")
     return value
 
 

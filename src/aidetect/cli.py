@@ -5,13 +5,19 @@
     aidetect flux build                  # both pools -> train/validation/test/{REAL,FAKE}
     aidetect aggregate outputs/<task>/multirun/<time>   # results table of a sweep
     aidetect views data/cifake/raw/test --out docs/views_cifake.png   # what each view looks like
+    aidetect views photo.jpg aug=inverted_saturated aug.saturation_factor=8   # one image, one view
+    aidetect predict photo.jpg folder/ --out scores.csv   # P(FAKE) per image (default detector or --ckpt)
+    aidetect calibrate CKPT data=faces                    # threshold + temperature on validation
+    aidetect slim CKPT OUT                                # inference-only checkpoint (fp16 weights)
 """
 
 import argparse
 import sys
 
+from aidetect.config import user_errors
 from aidetect.flux.cli import add_parser as add_flux, setup_logging
 from aidetect.report import add_parser as add_aggregate
+from aidetect.tools import add_parser as add_tools
 
 
 def main(argv=None) -> int:
@@ -20,9 +26,11 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_flux(sub)
     add_aggregate(sub)
+    add_tools(sub)
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
-    return args.func(args) or 0
+    with user_errors():
+        return args.func(args) or 0
 
 
 if __name__ == "__main__":

@@ -45,6 +45,25 @@ def user_errors():
         sys.exit(2)
 
 
+def compose(config_name: str, overrides=()):
+    """The repository's Hydra config (configs/), composed outside a Hydra app, as the
+    command line would: ``compose("train", ["aug=inverted_saturated", "data=faces"])``."""
+    from pathlib import Path
+
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    if not configs.is_dir():
+        raise ConfigError(f"no configs/ folder at {configs}: settings like aug=... need a source checkout "
+                          f"(pip install -e .)")
+    try:
+        with initialize_config_dir(str(configs), version_base="1.3"):
+            return hydra_compose(config_name, overrides=list(overrides))
+    except HydraException as e:
+        raise ConfigError(f"{' '.join(overrides)}: {e}") from None
+
+
 def provenance() -> dict:
     """Where a run or checkpoint came from: code version and the packages that shape results."""
     import platform

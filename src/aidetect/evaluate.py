@@ -8,6 +8,11 @@ policy), so the images are seen exactly as in training; only the data comes from
 config. A folder is scored whole: its test/ if present, else val/, else every image under
 REAL/ and FAKE/. Images are brought to the checkpoint's input size with its resize policy
 unless ``data.image_size`` is given.
+
+Besides trainer.test's figures (accuracy at 0.5 on the raw logit, comparable across the
+README's tables), it writes predictions.csv (one row per image, the same P(FAKE) as
+``aidetect predict``), accuracy at the checkpoint's threshold, ECE and reliability.png,
+and with ``robustness=standard`` the corruption grid (robustness.csv/.md/.png).
 """
 
 import logging
@@ -16,9 +21,11 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
+from aidetect.calibrate import logits_of, reliability_diagram, score
 from aidetect.config import ConfigError
 from aidetect.io import write_json
 from aidetect.module import SCHEMA_VERSION, load_detector
+from aidetect.predict import write_predictions
 from aidetect.train import build_datamodule, output_dir, write_skipped
 
 log = logging.getLogger(__name__)
@@ -58,10 +65,30 @@ def evaluate(cfg: DictConfig) -> dict:
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(out))
     results = trainer.test(model, datamodule=datamodule)[0]
+    threshold = float(cfg.threshold) if cfg.get("threshold") is not None else float(model.hparams.threshold)
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"threshold={threshold}: give a probability between 0 and 1")
+    test = datamodule.splits["test"]
+    # Per image, through the same call as `aidetect predict`: the probabilities agree exactly.
+    probs = model.probability(logits_of(model, test.images))
+    extra = score(probs, test.labels, threshold)
+    results.update({f"test/{k}": v for k, v in extra.items() if f"test/{k}" not in results})
+    write_predictions(out / "predictions.csv", test.names, probs, threshold, test.labels)
+    reliability_diagram(probs, test.labels, out / "reliability.png", title=f"{datamodule.name} test")
+    robustness = None
+    if cfg.get("robustness"):
+        from aidetect.robustness import run_grid
+
+        paths = [datamodule.root / n for n in test.names]
+        robustness = run_grid(model, paths, test.labels, cfg.robustness.corruptions, out, threshold,
+                              title=f"{datamodule.name}")
     saved = model.run_config or {}
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},
+        "threshold": threshold,
+        "temperature": model.hparams.temperature,
+        "robustness": robustness,
         "checkpoint": str(cfg.ckpt_path),
         "view": model.view.spec(),
         "model": model.describe(),

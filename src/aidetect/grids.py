@@ -40,18 +40,23 @@ def view_panels(view, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
 
 def render_grid(rows: list[tuple[str, torch.Tensor]], labels, min_tile: int = 96, max_tile: int = 256,
                 pad: int = 2) -> Image.Image:
-    """One row per (name, [B, 3, H, W] in [0, 1]); columns labelled REAL/FAKE from ``labels``."""
+    """One row per (name, [B, 3, H, W] in [0, 1]); columns labelled REAL/FAKE from ``labels``
+    (0/1), or with the given strings (file names, scores)."""
     h, w = rows[0][1].shape[-2:]
     scale = max(1, -(-min_tile // max(h, w)))  # integer upscale for small images
     th, tw = h * scale, w * scale
     if max(th, tw) > max_tile:
         th, tw = round(th * max_tile / max(th, tw)), round(tw * max_tile / max(th, tw))
-    left, top = 150, 18
+    lines = max((len(lab.split("\n")) for lab in labels if isinstance(lab, str)), default=1)
+    left, top = 150, 6 + 12 * lines
     n = rows[0][1].shape[0]
     canvas = Image.new("RGB", (left + n * (tw + pad) + pad, top + len(rows) * (th + pad) + pad), "white")
     draw = ImageDraw.Draw(canvas)
     for j, lab in enumerate(labels):
-        draw.text((left + pad + j * (tw + pad) + 2, 3), NAMES[int(lab)], fill=(200, 0, 0) if int(lab) else (0, 100, 0))
+        text = lab if isinstance(lab, str) else NAMES[int(lab)]
+        colour = (0, 0, 0) if isinstance(lab, str) else (200, 0, 0) if int(lab) else (0, 100, 0)
+        text = "\n".join(line[: max(8, tw // 6)] for line in text.split("\n"))
+        draw.multiline_text((left + pad + j * (tw + pad) + 2, 3), text, fill=colour, spacing=1)
     for i, (name, imgs) in enumerate(rows):
         y = top + pad + i * (th + pad)
         draw.text((4, y + th // 2 - 6), name[:24], fill="black")
@@ -78,5 +83,30 @@ def views_figure(folder: Path, out: Path, views=None, n: int = 4, size: int = 12
     x = torch.stack(imgs).float() / 255  # the view at the image's own resolution, as the model sees it
     rows = [("RGB", x)] + [panel for v in views for panel in view_panels(v, x)]
     grid = render_grid(rows, [c for _, c in picks])
+    grid.save(out)
+    return grid
+
+
+def image_views_figure(paths, out: Path, views=None, model=None, size: int = 256) -> Image.Image:
+    """Any image files: the original beside each view. With a checkpoint (``model``), its own
+    view at its input size and resize policy, exactly what the network sees, and P(FAKE)."""
+    from aidetect.data.images import prepare_images
+
+    pil = [Image.open(p) for p in paths]
+    if model is not None:
+        x8 = model.prepare(pil)
+        views = [model.view] + list(views or [])
+        probs = model.predict_proba(x8)
+        captions = [f"{Path(p).name}\nP(FAKE) {q:.3f}" for p, q in zip(paths, probs.tolist())]
+    else:
+        x8 = prepare_images(pil, (size, size), "center_crop")
+        captions = [Path(p).name for p in paths]
+        if not views:
+            from aidetect.views import build_view
+
+            views = [build_view(name="inverted_saturated", saturation_factor=8)]
+    x = x8.float() / 255
+    rows = [("original", x)] + [panel for v in views for panel in view_panels(v, x)]
+    grid = render_grid(rows, captions)
     grid.save(out)
     return grid

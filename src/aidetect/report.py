@@ -290,20 +290,44 @@ def add_parser(sub) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when some jobs failed or did not finish")
     p.add_argument("--baseline", default=BASELINE, help="the view others are compared with (default: none)")
     p.set_defaults(func=cmd_aggregate)
-    v = sub.add_parser("views", help="PNG of REAL and FAKE images under every view (or the ones given)")
-    v.add_argument("folder", help="a folder holding REAL/ and FAKE/")
+    v = sub.add_parser("views", help="what a view makes of images: a dataset's REAL/FAKE grid, or any image files",
+                       description="aidetect views data/cifake/raw/test --out views.png      # every view\n"
+                       "aidetect views photo.jpg aug=inverted_saturated aug.saturation_factor=8\n"
+                       "aidetect views photo.jpg --ckpt best.ckpt   # the view, size and P(FAKE) of a checkpoint",
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    v.add_argument("inputs", nargs="+", help="a folder holding REAL/ and FAKE/, or image files; then optional "
+                   "settings as in training (aug=..., aug.*=..., data=... for its view defaults)")
     v.add_argument("--out", default="views.png")
     v.add_argument("--views", nargs="+", help="views as aug.spec writes them, e.g. npr inverted_saturated@500")
+    v.add_argument("--ckpt", help="show the checkpoint's own view at its input size, with its P(FAKE)")
     v.add_argument("-n", type=int, default=4, help="images per class")
     v.set_defaults(func=cmd_views)
 
 
 def cmd_views(args) -> int:
-    from aidetect.config import parse_view_spec
-    from aidetect.grids import views_figure
+    from aidetect.config import ConfigError, compose, parse_view_spec, view_spec
+    from aidetect.grids import image_views_figure, views_figure
     from aidetect.views import build_view
 
+    settings = [a for a in args.inputs if "=" in a]
+    paths = [Path(a) for a in args.inputs if "=" not in a]
+    if not paths:
+        raise ConfigError("give a folder holding REAL/ and FAKE/, or image files")
     views = [build_view(parse_view_spec(v)) for v in args.views] if args.views else None
-    views_figure(Path(args.folder), Path(args.out), views, n=args.n)
+    if settings:  # composed like train.py's command line, so aug defaults and data's view_defaults apply
+        cfg = compose("train", settings)
+        views = (views or []) + [build_view(view_spec(__import__("omegaconf").OmegaConf.to_container(cfg.aug, resolve=True)))]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise ConfigError(f"no such file or folder: {', '.join(map(str, missing))}")
+    if len(paths) == 1 and paths[0].is_dir() and not args.ckpt:
+        views_figure(paths[0], Path(args.out), views, n=args.n)
+    else:
+        model = None
+        if args.ckpt:
+            from aidetect.module import load_detector
+
+            model = load_detector(args.ckpt)
+        image_views_figure(paths, Path(args.out), views, model=model)
     print(f"wrote {args.out}")
     return 0

@@ -125,8 +125,24 @@ def config_sha(cfg: DictConfig) -> str:
     """A hash of everything that decides a job's result (not where it writes or whether it skips)."""
     import hashlib
 
-    settings = {k: v for k, v in plain(cfg).items() if k not in ("output_dir", "skip_done", "task_name")}
+    settings = {k: v for k, v in plain(cfg).items() if k not in ("output_dir", "skip_done", "task_name", "calibrate")}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def calibrate_tested(cfg, trainer, model: Detector, datamodule, out: Path, use) -> dict:
+    """Threshold and temperature fitted on validation, stored in the checkpoint that was tested
+    (the best one, or last.ckpt with test_ckpt=last), and the test split scored with them."""
+    from aidetect.calibrate import calibrate_and_score
+    from aidetect.module import load_detector
+
+    ckpt = trainer.checkpoint_callback
+    path = Path(ckpt.best_model_path) if use == "best" else \
+        Path(ckpt.last_model_path) if ckpt is not None and ckpt.last_model_path else None
+    scored = load_detector(path) if use == "best" else model  # exactly the weights a user will load
+    splits = {"val": datamodule.splits["val"], "test": datamodule.splits["test"] if cfg.get("test") else None}
+    result = calibrate_and_score(scored, splits, out, path, title=datamodule.name)
+    model.hparams.temperature, model.hparams.threshold = scored.hparams.temperature, scored.hparams.threshold
+    return result
 
 
 def train(cfg: DictConfig) -> dict:
@@ -177,11 +193,16 @@ def train(cfg: DictConfig) -> dict:
         use = "best" if (cfg.get("test_ckpt", "best") == "best" and ckpt is not None and ckpt.best_model_path
                          and not trainer.fast_dev_run) else None  # None: the weights in memory = last epoch
         results = trainer.test(model, datamodule=datamodule, ckpt_path=use, weights_only=True)[0]
+    calibration = None
+    if cfg.get("calibrate", True) and not trainer.fast_dev_run:
+        calibration = calibrate_tested(cfg, trainer, model, datamodule, out, use)
+        results.update({f"test/{k}": v for k, v in calibration.pop("test").items() if f"test/{k}" not in results})
 
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "config_sha": sha,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},
+        "calibration": calibration,
         "tested_checkpoint": "none" if not results else (use or "final weights"),
         "val_acc_per_epoch": [e.get("val/acc") for e in stats.epochs],
         "epochs": stats.epochs,

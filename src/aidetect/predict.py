@@ -1,0 +1,209 @@
+"""Score your own images with a trained detector (the shipped default one without --ckpt).
+
+    aidetect predict photo.jpg                          # a table on the terminal
+    aidetect predict ~/Pictures "shots/*.png" --out scores.csv      # or .jsonl
+    aidetect predict --ckpt outputs/.../best_epoch_003.ckpt folder/ --threshold 0.7
+
+Each file is decoded exactly as training data was (EXIF rotation, alpha on white, 16-bit
+scaled, palette/CMYK/grayscale to RGB, then the checkpoint's own input size and resize
+policy) and scored through the model's one forward path, with the checkpoint's temperature
+and threshold. Files stream through in batches, so memory does not grow with their number;
+a file that cannot be read gets a row saying why. The exit code is non-zero only for real
+errors (no checkpoint, a path that does not exist, nothing to score), never for a bad image.
+"""
+
+import csv
+import glob
+import io
+import json
+import logging
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aidetect import LABELS
+from aidetect.config import ConfigError
+from aidetect.data.images import IMAGE_EXTS, _array, fit_image, to_rgb
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["path", "p_fake", "label", "threshold", "width", "height", "warning", "skipped"]
+FAR_FROM_TRAINING = 4.0  # warn when an image is scaled by more than this to reach the input size
+NAMES = {v: k for k, v in LABELS.items()}
+
+
+def default_checkpoint() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("aidetect") / "weights" / "default.ckpt"))
+
+
+def find_images(paths) -> "iter[Path]":
+    """Files, folders (recursively, image extensions only) and globs, in a stable order,
+    lazily: a folder of a million files is never listed into memory at once."""
+    missing = [p for p in paths if not glob.has_magic(str(p)) and not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"no such file or folder: {', '.join(map(str, missing))}")
+    for p in paths:
+        matches = sorted(glob.glob(str(p), recursive=True)) if glob.has_magic(str(p)) else [p]
+        if not matches:
+            log.warning("%s matches no file", p)
+        for m in map(Path, matches):
+            if m.is_dir():
+                for root, dirs, names in os.walk(m):
+                    dirs.sort()
+                    for n in sorted(names):
+                        if Path(n).suffix.lower() in IMAGE_EXTS:
+                            yield Path(root) / n
+            else:
+                yield m  # named explicitly: tried whatever its extension
+
+
+def load_image(path: Path, size, policy: str):
+    """(uint8 [3, H, W] at ``size``, original (width, height), None) or (None, None, reason)."""
+    try:
+        raw = Path(path).read_bytes()
+        with Image.open(io.BytesIO(raw)) as im:
+            rgb = to_rgb(im)
+            return _array(fit_image(rgb, size, policy)), rgb.size, None
+    except Image.DecompressionBombError as e:
+        return None, None, f"too large to decode safely ({e})"
+    except Exception as e:
+        return None, None, f"{type(e).__name__}: {e}"
+
+
+def scale_warning(orig, size) -> str:
+    w, h = orig
+    up = max(size[0] / h, size[1] / w)
+    down = max(h / size[0], w / size[1])
+    if up > FAR_FROM_TRAINING:
+        return f"upscaled {up:.1f}x to the model's {size[0]}x{size[1]}: far from the training resolution"
+    if down > FAR_FROM_TRAINING:
+        return f"downscaled {down:.1f}x to the model's {size[0]}x{size[1]}: far from the training resolution"
+    return ""
+
+
+def predict_files(model, paths, threshold: float | None = None, batch_size: int = 64, workers: int | None = None):
+    """Yield one row (dict of COLUMNS) per file, in order, scoring ``batch_size`` files at a time."""
+    threshold = float(model.hparams.threshold if threshold is None else threshold)
+    size, policy = model.input_size, model.hparams.resize
+    workers = workers or min(4, os.cpu_count() or 1)
+
+    def flush(batch):
+        loaded = list(pool.map(lambda p: load_image(p, size, policy), batch))
+        ok = [i for i, (arr, _, _) in enumerate(loaded) if arr is not None]
+        probs = model.predict_proba(torch.from_numpy(np.stack([loaded[i][0] for i in ok]))) if ok else []
+        p_of = dict(zip(ok, probs.tolist() if ok else []))
+        for i, (path, (_, orig, err)) in enumerate(zip(batch, loaded)):
+            if err is not None:
+                yield {"path": str(path), "p_fake": None, "label": None, "threshold": threshold, "width": None,
+                       "height": None, "warning": "", "skipped": err}
+                continue
+            p = p_of[i]
+            yield {"path": str(path), "p_fake": round(p, 6), "label": NAMES[int(p >= threshold)],
+                   "threshold": round(threshold, 6), "width": orig[0], "height": orig[1],
+                   "warning": scale_warning(orig, size), "skipped": ""}
+
+    with ThreadPoolExecutor(workers) as pool:  # PIL decoders release the GIL
+        batch = []
+        for path in paths:
+            batch.append(path)
+            if len(batch) == batch_size:
+                yield from flush(batch)
+                batch = []
+        if batch:
+            yield from flush(batch)
+
+
+def write_predictions(path: Path, names, probs, threshold: float, labels=None) -> None:
+    """predictions.csv of a scored split (train.py, eval.py): one row per image."""
+    from aidetect.io import atomic_write
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "true_label", "p_fake", "label"])
+    for i, (name, p) in enumerate(zip(names, probs.tolist())):
+        w.writerow([name, "" if labels is None else NAMES[int(labels[i])], f"{p:.6f}", NAMES[int(p >= threshold)]])
+    atomic_write(Path(path), buf.getvalue().encode())
+
+
+class Sink:
+    """Rows to a .csv, a .jsonl or the terminal, written as they come (streaming)."""
+
+    def __init__(self, out: Path | None):
+        self.out = out
+        self.kind = "table" if out is None else {".csv": "csv", ".jsonl": "jsonl"}.get(out.suffix.lower())
+        if self.kind is None:
+            raise ConfigError(f"--out {out}: give a file ending in .csv or .jsonl")
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = out.with_name(f".{out.name}.partial")
+            self.f = open(self.tmp, "w", newline="")
+            if self.kind == "csv":
+                self.w = csv.DictWriter(self.f, COLUMNS)
+                self.w.writeheader()
+        else:
+            self.f = sys.stdout
+            print(f"{'P(FAKE)':>8}  {'label':5}  path", file=self.f)
+
+    def write(self, row):
+        if self.kind == "csv":
+            self.w.writerow({k: "" if v is None else v for k, v in row.items()})
+        elif self.kind == "jsonl":
+            self.f.write(json.dumps(row) + "\n")
+        else:
+            score = f"{row['p_fake']:8.4f}" if row["p_fake"] is not None else f"{'-':>8}"
+            note = row["skipped"] and f"  (skipped: {row['skipped']})" or row["warning"] and f"  ({row['warning']})"
+            print(f"{score}  {row['label'] or '-':5}  {row['path']}{note or ''}", file=self.f, flush=True)
+
+    def close(self, ok: bool):
+        if self.out is not None:
+            self.f.close()
+            if ok:  # the finished file appears in one step; an interrupted run leaves only .partial
+                os.replace(self.tmp, self.out)
+
+
+def cmd_predict(args) -> int:
+    from tqdm import tqdm
+
+    from aidetect.module import load_detector
+
+    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint()
+    if not args.ckpt and not ckpt.is_file():
+        raise ConfigError("no default detector is installed with this copy of aidetect; pass --ckpt CKPT "
+                          "(a checkpoint written by train.py)")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise ConfigError(f"--threshold {args.threshold}: give a probability between 0 and 1")
+    model = load_detector(ckpt)
+    torch.set_grad_enabled(False)
+    files = find_images(args.paths)
+    first = next(files, None)
+    if first is None:
+        raise ConfigError(f"no image files under {', '.join(args.paths)} (extensions: {', '.join(sorted(IMAGE_EXTS))})")
+    import itertools
+
+    sink = Sink(Path(args.out) if args.out else None)
+    counts = {"scored": 0, "skipped": 0, "FAKE": 0, "warned": 0}
+    ok = False
+    try:
+        bar = tqdm(desc="scoring", unit="img", file=sys.stderr, disable=None if args.out else True, mininterval=1)
+        for row in predict_files(model, itertools.chain([first], files), args.threshold, args.batch_size):
+            sink.write(row)
+            bar.update()
+            counts["skipped" if row["skipped"] else "scored"] += 1
+            counts["FAKE"] += row["label"] == "FAKE"
+            counts["warned"] += bool(row["warning"])
+        bar.close()
+        ok = True
+    finally:
+        sink.close(ok)
+    print(f"{counts['scored']} scored ({counts['FAKE']} FAKE at threshold "
+          f"{args.threshold if args.threshold is not None else model.hparams.threshold:.3f}), "
+          f"{counts['skipped']} skipped, {counts['warned']} far from the training resolution"
+          + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+    return 0

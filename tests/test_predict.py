@@ -1,0 +1,284 @@
+"""Using a trained detector: predict, calibration, per-image eval, robustness, audit, views."""
+
+import csv
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aidetect.calibrate import best_threshold, calibrate_model, fit_temperature
+from aidetect.config import ConfigError
+from aidetect.evaluate import evaluate
+from aidetect.module import load_detector
+from aidetect.predict import load_image
+from aidetect.robustness import corrupt
+from aidetect.train import build_datamodule, train
+from conftest import ROOT, compose_train, make_image
+
+
+def make_folder(root, n, size=(40, 40), seed=0, splits=("train", "val", "test")):
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for cls, label in (("REAL", 0), ("FAKE", 1)):
+            for i in range(n):
+                make_image(root / split / cls / f"{cls}_{i}.png", label, rng, size)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A seed CIFAKE CNN, 2 epochs at 32x32, calibrated by train.py on its validation split."""
+    tmp = tmp_path_factory.mktemp("predict")
+    root = make_folder(tmp / "ds", 16)
+    cfg = compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp / 'data'}", "data.image_size=[32,32]",
+                         "model=seed_cifake_cnn", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+                         "logger=none", f"output_dir={tmp / 'run'}"])
+    metrics = train(cfg)
+    best = next((tmp / "run/checkpoints").glob("best_*.ckpt"))
+    return {"cfg": cfg, "root": root, "metrics": metrics, "ckpt": best, "tmp": tmp}
+
+
+def aidetect(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "aidetect.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+def test_train_stores_threshold_and_temperature_in_the_tested_checkpoint(trained):
+    cal = trained["metrics"]["calibration"]["calibration"]
+    hp = torch.load(trained["ckpt"], weights_only=True)["hyper_parameters"]
+    assert hp["temperature"] == pytest.approx(cal["temperature"]) and hp["threshold"] == pytest.approx(cal["threshold"])
+    model = load_detector(trained["ckpt"])
+    assert model.hparams.threshold == pytest.approx(cal["threshold"])
+    test = trained["metrics"]["test"]
+    for key in ("acc", "acc_at_threshold", "ece", "auroc", "average_precision", "tpr_at_5fpr"):
+        assert key in test, key
+    assert (trained["tmp"] / "run/reliability.png").is_file()
+    rows = list(csv.DictReader(open(trained["tmp"] / "run/predictions.csv")))
+    assert len(rows) == trained["metrics"]["data"]["test"] == 32
+
+
+def test_fitted_temperature_recovers_a_known_overconfidence():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, generator=g) * 2
+    y = torch.bernoulli(z.sigmoid(), generator=g).long()
+    assert fit_temperature(4 * z, y) == pytest.approx(4, rel=0.1)  # logits 4x too large -> T ~ 4
+    assert fit_temperature(z, y) == pytest.approx(1, rel=0.1)
+
+
+def test_overconfident_model_gets_temperature_above_one_and_lower_ece(trained):
+    """The trained model with its last layer scaled 20x (logits 20x) on validation labels with
+    a fifth flipped: confidently wrong on many images, so T > 1 must help."""
+    model = load_detector(trained["ckpt"])
+    last = [m for m in model.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(20), last.bias.mul_(20)
+    dm = build_datamodule(trained["cfg"].data)
+    dm.setup("fit")
+    val = dm.splits["val"]
+    labels = val.labels.clone()
+    labels[::5] = 1 - labels[::5]
+    report = calibrate_model(model, val.images, labels)
+    assert report["temperature"] > 1
+    assert report["val_ece_after"] < report["val_ece_before"]
+
+
+def test_threshold_maximises_balanced_accuracy_on_imbalanced_scores():
+    # 90 REAL scored 0.0-0.6, 10 FAKE scored 0.55-0.95: 0.5 misses none of FAKE but calls REAL fake.
+    probs = torch.cat([torch.linspace(0, 0.6, 90), torch.linspace(0.65, 0.95, 10)])
+    labels = torch.cat([torch.zeros(90), torch.ones(10)]).long()
+    t = best_threshold(probs, labels)
+    assert 0.6 < t < 0.65  # between the last REAL and the first FAKE score
+
+
+# --- predict -----------------------------------------------------------------------------------
+
+def png_claiming_size(path, width, height):
+    """A valid 1x1 PNG whose header claims another size (a decompression bomb's shape)."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = 8 + 8  # signature, then length + type of the IHDR chunk
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def every_mode(tmp_path):
+    d = tmp_path / "inputs"
+    (d / "sub").mkdir(parents=True)
+    Image.new("L", (40, 30), 77).save(d / "gray.png")
+    rgba = Image.new("RGBA", (40, 30), (255, 0, 0, 255))
+    rgba.putpixel((0, 0), (0, 0, 255, 0))  # fully transparent blue: white on the composite
+    rgba.save(d / "rgba.png")
+    pal = Image.new("P", (40, 30))
+    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    pal.paste(1, (0, 0, 40, 30))
+    pal.save(d / "palette.png")
+    Image.new("CMYK", (40, 30), (0, 0, 0, 0)).save(d / "cmyk.jpg", quality=100)  # no ink: white
+    Image.fromarray(np.full((30, 40), 257 * 100, dtype=np.uint16)).save(d / "sixteen.png")  # -> 100
+    upright = Image.new("RGB", (40, 30), (0, 0, 0))
+    upright.paste((255, 255, 255), (0, 0, 10, 10))  # a white square at the top left
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # stored rotated; EXIF 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(d / "sub" / "rotated.jpg", exif=exif, quality=100)
+    png_claiming_size(d / "bomb.png", 20000, 20000)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (d / "notes.txt").write_text("not an image: not listed from a folder")
+    return d
+
+
+def test_every_input_mode_decodes_to_the_right_pixels(every_mode):
+    d = every_mode
+    px = lambda name: load_image(d / name, None, "resize")  # noqa: E731  native size, no resizing
+    arr, size, err = px("gray.png")
+    assert err is None and size == (40, 30) and (arr == 77).all()
+    arr, _, _ = px("rgba.png")
+    assert arr[:, 0, 0].tolist() == [255, 255, 255] and arr[:, 5, 5].tolist() == [255, 0, 0]
+    assert px("palette.png")[0][:, 3, 3].tolist() == [10, 200, 30]
+    assert (px("cmyk.jpg")[0] >= 250).all()
+    assert (px("sixteen.png")[0] == 100).all()
+    arr, size, _ = px("sub/rotated.jpg")
+    assert size == (40, 30)  # upright again: 40 wide, 30 high
+    assert arr[:, 2, 2].min() > 200 and arr[:, 27, 37].max() < 50  # white square back at the top left
+    assert "too large" in px("bomb.png")[2]
+    assert px("broken.jpg")[0] is None
+
+
+def test_predict_cli_scores_a_folder_streams_rows_and_skips_bad_files(trained, every_mode, tmp_path):
+    out = tmp_path / "scores.csv"
+    r = aidetect("predict", "--ckpt", trained["ckpt"], every_mode, "--out", out, "--batch-size", "3")
+    assert r.returncode == 0, r.stderr
+    rows = {p.split("/")[-1]: row for row in csv.DictReader(open(out)) for p in [row["path"]]}
+    assert set(rows) == {"gray.png", "rgba.png", "palette.png", "cmyk.jpg", "sixteen.png", "rotated.jpg",
+                         "bomb.png", "broken.jpg"}  # notes.txt is not an image
+    assert rows["bomb.png"]["skipped"] and rows["broken.jpg"]["skipped"] and not rows["bomb.png"]["p_fake"]
+    model = load_detector(trained["ckpt"])
+    for name in ("gray.png", "rgba.png", "rotated.jpg"):
+        row = rows[name]
+        p = model.predict_proba([Image.open(row["path"])]).item()
+        assert float(row["p_fake"]) == pytest.approx(p, abs=1e-6)
+        assert row["label"] == ("FAKE" if p >= model.hparams.threshold else "REAL")
+    assert "2 skipped" in r.stderr
+    # The terminal table, a JSON-lines file, a glob, a threshold override.
+    r = aidetect("predict", "--ckpt", trained["ckpt"], str(every_mode / "*.png"), "--threshold", "0")
+    labels = [line.split()[1] for line in r.stdout.splitlines()[1:]]
+    assert r.returncode == 0 and labels.count("FAKE") == 4 and "bomb.png" in r.stdout
+    r = aidetect("predict", "--ckpt", trained["ckpt"], every_mode / "gray.png", "--out", tmp_path / "a.jsonl")
+    assert json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])["path"].endswith("gray.png")
+
+
+def test_predict_exit_codes_only_for_real_errors(trained, tmp_path):
+    r = aidetect("predict", "--ckpt", trained["ckpt"], tmp_path / "missing.jpg")
+    assert r.returncode == 2 and "no such file" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = aidetect("predict", "--ckpt", trained["ckpt"], tmp_path / "empty")
+    assert r.returncode == 2 and "no image files" in r.stderr
+    r = aidetect("predict", "--ckpt", tmp_path / "nope.ckpt", tmp_path)
+    assert r.returncode == 2 and "is not a file" in r.stderr
+    (tmp_path / "empty" / "x.jpg").write_bytes(b"junk")
+    r = aidetect("predict", "--ckpt", trained["ckpt"], tmp_path / "empty")
+    assert r.returncode == 0 and "1 skipped" in r.stderr
+
+
+def test_small_images_warn_far_from_training_resolution(trained, tmp_path):
+    Image.new("RGB", (6, 6), (10, 20, 30)).save(tmp_path / "tiny.png")
+    r = aidetect("predict", "--ckpt", trained["ckpt"], tmp_path / "tiny.png")
+    assert r.returncode == 0 and "upscaled 5.3x" in r.stdout
+
+
+def test_eval_per_image_probabilities_equal_predict(trained, tmp_path):
+    root = make_folder(tmp_path / "other", 6, size=(50, 70), seed=7, splits=("test",))
+    cfg = compose_train([f"ckpt_path={trained['ckpt']}", "data=folder", f"data.root={root}",
+                         f"data.data_dir={tmp_path / 'data'}", "trainer.enable_progress_bar=false", "logger=none",
+                         f"output_dir={tmp_path / 'eval'}"], config="eval")
+    m = evaluate(cfg)
+    assert m["threshold"] == pytest.approx(load_detector(trained["ckpt"]).hparams.threshold)
+    ev = {r["path"]: float(r["p_fake"]) for r in csv.DictReader(open(tmp_path / "eval/predictions.csv"))}
+    out = tmp_path / "p.csv"
+    assert aidetect("predict", "--ckpt", trained["ckpt"], root, "--out", out).returncode == 0
+    pr = {str(__import__("pathlib").Path(r["path"]).relative_to(root)): float(r["p_fake"])
+          for r in csv.DictReader(open(out))}
+    assert set(ev) == set(pr) and len(ev) == 12
+    assert max(abs(ev[k] - pr[k]) for k in ev) <= 1e-6
+
+
+# --- robustness -------------------------------------------------------------------------------
+
+def test_corruptions_do_what_they_say():
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    a = lambda im: np.asarray(im, dtype=np.int16)  # noqa: E731
+    g = a(corrupt(img, "grayscale"))
+    assert (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    assert corrupt(img, "downscale", 4).size == img.size
+    assert np.abs(a(corrupt(img, "jpeg", 50)) - a(img)).mean() > np.abs(a(corrupt(img, "jpeg", 95)) - a(img)).mean()
+    n1, n2 = a(corrupt(img, "noise", 0.05, seed=3)), a(corrupt(img, "noise", 0.05, seed=3))
+    assert (n1 == n2).all() and 5 < (n1 - a(img)).std() < 20  # sigma 0.05 * 255 = 12.75, less where clipped
+    assert a(corrupt(img, "blur", 2)).std() < a(img).std()
+    with pytest.raises(ConfigError, match="valid"):
+        corrupt(img, "sepia")
+
+
+def test_eval_robustness_grid_writes_tables_at_the_fixed_threshold(trained, tmp_path):
+    root = make_folder(tmp_path / "rob", 5, size=(48, 48), seed=9, splits=("test",))
+    cfg = compose_train([f"ckpt_path={trained['ckpt']}", "data=folder", f"data.root={root}",
+                         f"data.data_dir={tmp_path / 'data'}", "trainer.enable_progress_bar=false", "logger=none",
+                         f"output_dir={tmp_path / 'eval'}", "robustness=standard"], config="eval")
+    m = evaluate(cfg)
+    names = [r["corruption"] for r in m["robustness"]]
+    assert names == ["clean", "jpeg95", "jpeg75", "jpeg50", "webp75", "down2", "down4", "blur1", "blur2",
+                     "noise0.02", "noise0.05", "grayscale", "grade"]
+    assert m["robustness"][0]["acc_at_threshold"] == pytest.approx(m["test"]["acc_at_threshold"])
+    rows = list(csv.DictReader(open(tmp_path / "eval/robustness.csv")))
+    assert len(rows) == 13 and (tmp_path / "eval/robustness.png").is_file()
+    assert f"{m['threshold']:.4f}" in (tmp_path / "eval/robustness.md").read_text()
+
+
+# --- audit and views ------------------------------------------------------------------------------
+
+def test_audit_flags_a_folder_where_format_gives_the_label_away(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(30):
+        # smooth random pictures (4x4 noise upscaled): distinct, and their dHash survives JPEG
+        img = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize((24, 24), Image.BICUBIC)
+        (tmp_path / "biased/REAL").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "biased/FAKE").mkdir(parents=True, exist_ok=True)
+        img.save(tmp_path / f"biased/REAL/{i}.jpg", quality=90)
+        img.save(tmp_path / f"biased/FAKE/{i}.png")  # the same pixels, another format
+        (tmp_path / "fair/REAL").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fair/FAKE").mkdir(parents=True, exist_ok=True)
+        img.save(tmp_path / f"fair/REAL/{i}.png")
+        img.save(tmp_path / f"fair/FAKE/{i}.png")
+    r = aidetect("audit", tmp_path / "biased", "--out", tmp_path / "a.json")
+    assert r.returncode == 0 and "WARNING" in r.stdout
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["metadata_classifier"]["balanced_accuracy"] >= 0.95
+    assert report["classes"]["all/REAL"]["formats"] == "JPEG 100%"
+    assert report["near_duplicates"]["across_classes"] == 30  # same picture, both labels
+    assert report["exact_duplicates"]["across_classes"] == 0  # different bytes
+    r = aidetect("audit", tmp_path / "fair", "--out", tmp_path / "b.json")
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert "WARNING" not in r.stdout and report["metadata_classifier"]["balanced_accuracy"] < 0.65
+    assert report["exact_duplicates"]["across_classes"] == 30
+
+
+def test_views_cli_renders_any_image_with_a_training_view_or_a_checkpoint(trained, every_mode, tmp_path):
+    r = aidetect("views", every_mode / "rgba.png", "aug=inverted_saturated", "aug.saturation_factor=8",
+                 "--out", tmp_path / "v.png")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "v.png").height > 2 * 96  # original + view rows, upscaled
+    r = aidetect("views", every_mode / "gray.png", "--ckpt", trained["ckpt"], "--out", tmp_path / "c.png")
+    assert r.returncode == 0, r.stderr
+    r = aidetect("views", every_mode / "gray.png", "aug=sepia")
+    assert r.returncode == 2 and "aug=sepia" in r.stderr

@@ -45,6 +45,19 @@ def add_parser(sub) -> None:
     a.add_argument("--out", help="write the report as JSON here too")
     a.add_argument("--near-dup-limit", type=int, default=20000, help="skip near-duplicate search above this many images")
     a.set_defaults(func=lambda args: __import__("aidetect.audit", fromlist=["cmd_audit"]).cmd_audit(args))
+    add_web(sub)
+    e = sub.add_parser("export", help="ONNX: uint8 images in, P(FAKE) out, view and calibration inside")
+    e.add_argument("ckpt")
+    e.add_argument("out")
+    e.add_argument("--opset", type=int, default=18)
+    e.set_defaults(func=lambda a: __import__("aidetect.export", fromlist=["cmd_export"]).cmd_export(a))
+
+
+def add_web(sub) -> None:
+    w = sub.add_parser("web", help="a local web page: upload images, see P(FAKE), the view and a heat map")
+    w.add_argument("--ckpt", help="checkpoint from train.py (default: the detector shipped with the package)")
+    w.add_argument("--port", type=int, default=7860)
+    w.set_defaults(func=lambda a: __import__("aidetect.web", fromlist=["cmd_web"]).cmd_web(a))
 
 
 def cmd_calibrate(args) -> int:

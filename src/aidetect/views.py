@@ -236,7 +236,9 @@ class HighPass(View):
             return x - F.gaussian_blur(x, [k, k])
         pad = nn.functional.pad(x, (k // 2,) * 4, mode="reflect")
         patches = pad.unfold(-2, k, 1).unfold(-2, k, 1)  # [B, C, H, W, k, k]
-        return x - patches.flatten(-2).median(-1).values
+        # the middle of the sorted window (k*k is odd): the same value as .median(), and sort
+        # exports to ONNX where median does not
+        return x - patches.flatten(-2).sort(-1).values[..., (k * k) // 2]
 
 
 @register("npr")

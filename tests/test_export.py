@@ -15,7 +15,13 @@ from aidetect.module import Detector
 from aidetect.views import VIEWS, view_params
 from conftest import SHARED_DATA
 
-ort = pytest.importorskip("onnxruntime")
+try:
+    import onnxruntime as ort
+except ImportError:  # the dev extra installs it; CI must not skip silently
+    import os
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("onnxruntime is not installed (pip install -e '.[export]')", allow_module_level=True)
 
 
 def real_images(archive, n, size):

@@ -28,7 +28,7 @@ from PIL import Image
 
 from aidetect import LABELS
 from aidetect.config import ConfigError
-from aidetect.data.images import IMAGE_EXTS, _array, fit_image, to_rgb
+from aidetect.data.images import IMAGE_EXTS, MIN_SIDE, _array, fit_image, listing_problem, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,11 @@ def default_checkpoint() -> Path:
     return Path(str(files("aidetect") / "weights" / "default.ckpt"))
 
 
-def find_images(paths) -> "iter[Path]":
+def find_images(paths) -> "iter[Path | tuple[Path, str]]":
     """Files, folders (recursively, image extensions only) and globs, in a stable order,
-    lazily: a folder of a million files is never listed into memory at once."""
+    lazily: a folder of a million files is never listed into memory at once. Inside folders,
+    hidden files and symlinks leaving the folder come out as (path, reason), to be reported
+    as skipped, as training skips them."""
     missing = [p for p in paths if not glob.has_magic(str(p)) and not Path(p).exists()]
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(map(str, missing))}")
@@ -57,18 +59,24 @@ def find_images(paths) -> "iter[Path]":
             if m.is_dir():
                 for root, dirs, names in os.walk(m):
                     dirs.sort()
-                    for n in sorted(names):
+                    for n in sorted(names):  # (a folder named like an image is searched, as any folder)
                         if Path(n).suffix.lower() in IMAGE_EXTS:
-                            yield Path(root) / n
+                            f = Path(root) / n
+                            problem = listing_problem(f, m)
+                            yield f if problem is None else (f, problem)
             else:
                 yield m  # named explicitly: tried whatever its extension
 
 
-def load_image(path: Path, size, policy: str):
+def load_image(path: Path, size, policy: str, min_side: int = MIN_SIDE):
     """(uint8 [3, H, W] at ``size``, original (width, height), None) or (None, None, reason)."""
+    if isinstance(path, tuple):  # (path, reason) from find_images
+        return None, None, path[1]
     try:
         raw = Path(path).read_bytes()
         with Image.open(io.BytesIO(raw)) as im:
+            if min(im.size) < min_side:
+                return None, None, f"{im.width}x{im.height} is smaller than the minimum side of {min_side} px"
             rgb = to_rgb(im)
             return _array(fit_image(rgb, size, policy)), rgb.size, None
     except Image.DecompressionBombError as e:
@@ -100,6 +108,7 @@ def predict_files(model, paths, threshold: float | None = None, batch_size: int 
         probs = model.predict_proba(torch.from_numpy(np.stack([loaded[i][0] for i in ok]))) if ok else []
         p_of = dict(zip(ok, probs.tolist() if ok else []))
         for i, (path, (_, orig, err)) in enumerate(zip(batch, loaded)):
+            path = path[0] if isinstance(path, tuple) else path
             if err is not None:
                 yield {"path": str(path), "p_fake": None, "label": None, "threshold": threshold, "width": None,
                        "height": None, "warning": "", "skipped": err}

@@ -121,11 +121,19 @@ def write_skipped(out: Path, skipped) -> None:
     atomic_write(out / "skipped.csv", buf.getvalue().encode())
 
 
+# Settings added after results were recorded, at values that reproduce the old behaviour: left
+# out of the hash at these values, so finished sweep jobs stay finished when a setting is added.
+NEUTRAL_SETTINGS = {("data", "min_side"): 8}
+
+
 def config_sha(cfg: DictConfig) -> str:
     """A hash of everything that decides a job's result (not where it writes or whether it skips)."""
     import hashlib
 
     settings = {k: v for k, v in plain(cfg).items() if k not in ("output_dir", "skip_done", "task_name", "calibrate")}
+    for (group, key), value in NEUTRAL_SETTINGS.items():
+        if isinstance(settings.get(group), dict) and settings[group].get(key) == value:
+            settings[group] = {k: v for k, v in settings[group].items() if k != key}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

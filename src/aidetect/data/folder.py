@@ -63,15 +63,16 @@ def _number(setting: str, value, kind):
     return out
 
 
-def find_layout(root: Path) -> dict[str, list]:
-    """{split: [(path, label)]} for the splits present (an unsplit folder gives 'all')."""
+def find_layout(root: Path, skipped: list | None = None) -> dict[str, list]:
+    """{split: [(path, label)]} for the splits present (an unsplit folder gives 'all'); files
+    not used at listing (hidden, symlinks out of ``root``...) go to ``skipped``."""
     if (root / "REAL").is_dir() or (root / "FAKE").is_dir():
-        return {"all": list_class_folder(root)}
+        return {"all": list_class_folder(root, skipped, root)}
     found = {}
     for split, names in (("train", ("train",)), ("val", VAL_NAMES), ("test", ("test",))):
         name = next((n for n in names if (root / n).is_dir()), None)
         if name:
-            found[split] = list_class_folder(root / name)
+            found[split] = list_class_folder(root / name, skipped, root)
     if not found:
         raise ConfigError(f"data.root={root}: expected REAL/ and FAKE/ folders, or train/, val/ (or "
                           f"validation/) and test/ folders each holding REAL/ and FAKE/")
@@ -124,7 +125,8 @@ class InMemoryImages(Dataset):
 class FolderDataModule(L.LightningDataModule):
     def __init__(self, root=None, data_dir="data", image_size=None, resize="center_crop", batch_size=32,
                  num_workers=0, val_fraction=0.1, test_fraction=0.1, split_seed=0, fraction=1.0,
-                 dedup=False, strict=False, name=None, missing_hint=None, archive=None, pool=False):
+                 dedup=False, strict=False, name=None, missing_hint=None, archive=None, pool=False,
+                 min_side=8):
         super().__init__()
         self.archive = None if archive is None else Path(archive).expanduser()
         if self.archive is not None and not self.archive.exists():
@@ -159,6 +161,8 @@ class FolderDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.fraction, self.dedup, self.strict, self.pool = fraction, dedup, strict, bool(pool)
+        self.min_side = _number("data.min_side", min_side, int)
+        self.listing_skipped: list[tuple[str, str]] = []  # files not even decoded (hidden, symlinks out)
         self.data_dir = Path(data_dir).expanduser()
         self.root = None if root is None else Path(root).expanduser()
         self._check_root(root, missing_hint)
@@ -184,7 +188,7 @@ class FolderDataModule(L.LightningDataModule):
 
     def _cache_file(self, split: str, items, size) -> Path:
         h = hashlib.sha256(json.dumps([CACHE_VERSION, str(self.root.resolve()), split, size,
-                                       self.resize if size else None]).encode())
+                                       self.resize if size else None, self.min_side]).encode())
         for p, label in items:
             st = p.stat()
             h.update(f"{p.relative_to(self.root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -199,7 +203,8 @@ class FolderDataModule(L.LightningDataModule):
                          "x".join(map(str, size)) if size else "native size", cache)
                 t0 = time.perf_counter()
                 paths = [p for p, _ in items]
-                images, kept, md5s, skipped = decode_files(paths, size, self.resize, self.strict)
+                images, kept, md5s, skipped = decode_files(paths, size, self.resize, self.strict,
+                                                           min_side=self.min_side)
                 torch_save({"images": images, "labels": torch.tensor([items[i][1] for i in kept], dtype=torch.long),
                             "names": [str(paths[i].relative_to(self.root)) for i in kept], "md5": md5s,
                             "skipped": skipped, "decode_seconds": time.perf_counter() - t0}, cache)
@@ -229,7 +234,11 @@ class FolderDataModule(L.LightningDataModule):
 
     # --- splits ----------------------------------------------------------------------------
     def layout(self) -> dict:
-        found = find_layout(self.root)
+        self.listing_skipped = []
+        found = find_layout(self.root, self.listing_skipped)
+        if self.strict and self.listing_skipped:
+            path, reason = self.listing_skipped[0]
+            raise ConfigError(f"cannot use {path}: {reason} (data.strict=true)")
         if self.pool and "all" not in found:  # one pool, split here by split_seed (repeated splits)
             found = {"all": sorted((item for items in found.values() for item in items), key=lambda i: str(i[0]))}
         return found
@@ -269,7 +278,7 @@ class FolderDataModule(L.LightningDataModule):
         self.counts["image_size"] = list(self.input_size)
 
     def _sets(self, loaded: dict) -> dict:
-        self.skipped = [tuple(s) for v in loaded.values() for s in v["skipped"]]
+        self.skipped = list(self.listing_skipped) + [tuple(s) for v in loaded.values() for s in v["skipped"]]
         self.counts = {"name": self.name, "decode_seconds": round(sum(v["decode_seconds"] for v in loaded.values()), 2),
                        "skipped_unreadable": len(self.skipped), "dedup": self.dedup}
         sets = {k: InMemoryImages(v["images"], v["labels"], v["names"], v["md5"]) for k, v in loaded.items()}

@@ -29,14 +29,46 @@ class MixedSizes(ConfigError):
     """Images of different sizes and no ``data.image_size`` to bring them to one."""
 
 
-def list_class_folder(folder: Path) -> list[tuple[Path, int]]:
-    """Image files under folder/REAL and folder/FAKE, labelled by name (never by sort order)."""
+MIN_SIDE = 8  # pixels: smaller images carry no usable detail (data.min_side)
+
+
+def listing_problem(p: Path, root: Path) -> str | None:
+    """Why a file with an image extension is not used, or None."""
+    if p.name.startswith("."):
+        return "hidden file (name starts with a dot)"
+    if p.is_symlink():
+        target = p.resolve()
+        if not target.is_relative_to(root.resolve()):
+            return f"symlink pointing outside the data folder (to {target})"
+    if p.is_dir():
+        return "a folder named like an image"
+    return None
+
+
+def list_class_folder(folder: Path, skipped: list | None = None, root: Path | None = None) -> list[tuple[Path, int]]:
+    """Image files under folder/REAL and folder/FAKE, labelled by name (never by sort order).
+    Hidden files, folders named like images and symlinks leaving ``root`` (the dataset folder)
+    are not used: each is appended to ``skipped`` as (path, reason)."""
     items = []
+    root = Path(root or folder)
+    for cls in LABELS:
+        if not (folder / cls).is_dir():
+            raise ConfigError(f"missing class folder {folder / cls}: expected {folder}/REAL and {folder}/FAKE")
     for cls, label in LABELS.items():
         d = folder / cls
-        if not d.is_dir():
-            raise ConfigError(f"missing class folder {d}: expected {folder}/REAL and {folder}/FAKE")
-        items += [(p, label) for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_EXTS]
+        found = []
+        for p in sorted(d.iterdir()):
+            if p.suffix.lower() not in IMAGE_EXTS:
+                continue
+            problem = listing_problem(p, root)
+            if problem is None:
+                found.append((p, label))
+            elif skipped is not None:
+                skipped.append((str(p), problem))
+        if not found:
+            raise ConfigError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_EXTS))}): add "
+                              f"images to it, or point data.root at a folder where both classes have some")
+        items += found
     return items
 
 
@@ -96,17 +128,19 @@ def prepare_images(images, size, policy: str) -> torch.Tensor:
 
 
 def _decode(job):
-    path, size, policy = job
+    path, size, policy, min_side = job
     try:
         raw = Path(path).read_bytes()
         md5 = hashlib.md5(raw).hexdigest()
         with Image.open(io.BytesIO(raw)) as im:
+            if min(im.size) < min_side:
+                return None, None, f"{im.width}x{im.height} is smaller than the minimum side of {min_side} px (data.min_side)"
             return _array(fit_image(to_rgb(im), size, policy)), md5, None
     except Exception as e:  # corrupt or unreadable: reported and counted by the caller
         return None, None, f"{type(e).__name__}: {e}"
 
 
-def decode_files(paths, size=None, policy="resize", strict=False, workers=None):
+def decode_files(paths, size=None, policy="resize", strict=False, workers=None, min_side=MIN_SIDE):
     """Decode image files in parallel into one uint8 tensor [N, 3, H, W].
 
     Returns (images, kept_indices, md5s, skipped) where skipped lists (path, error) of
@@ -114,7 +148,7 @@ def decode_files(paths, size=None, policy="resize", strict=False, workers=None):
     With ``size=None`` every image must already share one size (else ``MixedSizes``).
     """
     workers = workers or os.cpu_count() or 1
-    jobs = [(str(p), None if size is None else tuple(size), policy) for p in paths]
+    jobs = [(str(p), None if size is None else tuple(size), policy, int(min_side)) for p in paths]
     arrays, kept, md5s, skipped = [], [], [], []
     chunk = max(1, min(512, len(jobs) // (workers * 8) or 1))
     with ProcessPoolExecutor(workers) as ex:

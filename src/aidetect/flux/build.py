@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from aidetect.data.images import IMAGE_EXTS, fit_image, to_rgb
+from aidetect.data.images import IMAGE_EXTS, MIN_SIDE, fit_image, listing_problem, to_rgb
 from aidetect.flux.store import sha256
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,20 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 
 
-def pool(folder: Path) -> list[Path]:
+def pool(folder: Path, skipped: list | None = None) -> list[Path]:
+    """The pool's image files; hidden files, folders named like images and symlinks leaving
+    the pool go to ``skipped`` with the reason, as training skips them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image pool {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+    files = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_EXTS:
+            problem = listing_problem(p, folder)
+            if problem is None:
+                files.append(p)
+            elif skipped is not None:
+                skipped.append(f"{p}: {problem}")
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {folder}")
     return files
@@ -46,14 +55,17 @@ def split_counts(n: int, fractions) -> list[int]:
 
 def describe(files: list[Path]) -> dict:
     """What the raw pool looks like: the differences a detector could cheat with."""
-    fmts, sizes, aspects = Counter(), Counter(), Counter()
+    fmts, sizes, aspects, unreadable = Counter(), Counter(), Counter(), 0
     for p in files:
-        with Image.open(p) as im:
-            fmts[im.format] += 1
-            sizes[f"{im.width}x{im.height}"] += 1
-            aspects[round(im.width / im.height, 2)] += 1
+        try:
+            with Image.open(p) as im:
+                fmts[im.format] += 1
+                sizes[f"{im.width}x{im.height}"] += 1
+                aspects[round(im.width / im.height, 2)] += 1
+        except Exception:  # listed with its reason when the build tries to decode it
+            unreadable += 1
     return {"formats": dict(fmts), "sizes": dict(sizes.most_common(5)), "n_sizes": len(sizes),
-            "aspect_ratios": dict(aspects.most_common(5))}
+            "aspect_ratios": dict(aspects.most_common(5)), "unreadable": unreadable}
 
 
 def warnings_for(summary: dict) -> list[str]:
@@ -80,7 +92,8 @@ def build(fake_dir, real_dir, out_dir, image_size=(720, 1280), resize="center_cr
         raise ValueError(f"build.splits={list(splits)} must be three fractions summing to 1")
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir} exists; pass --force to rebuild it")
-    pools = {"REAL": pool(real_dir), "FAKE": pool(fake_dir)}
+    unlisted = {"REAL": [], "FAKE": []}
+    pools = {"REAL": pool(real_dir, unlisted["REAL"]), "FAKE": pool(fake_dir, unlisted["FAKE"])}
     tmp = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     summary, rows = {"image_size": list(image_size), "resize": resize, "jpeg_quality": jpeg_quality, "seed": seed}, []
@@ -90,17 +103,20 @@ def build(fake_dir, real_dir, out_dir, image_size=(720, 1280), resize="center_cr
             order = files[:]
             rng.shuffle(order)
             counts = split_counts(len(order), splits)
-            summary[cls] = {"n": len(order), "source": describe(order), "skipped": []}
+            summary[cls] = {"n": len(order), "source": describe(order), "skipped": list(unlisted[cls])}
             start = 0
             for split, k in zip(SPLITS, counts):
                 (tmp / split / cls).mkdir(parents=True, exist_ok=True)
                 for src in order[start:start + k]:
-                    raw = src.read_bytes()
                     try:
+                        raw = src.read_bytes()
                         with Image.open(io.BytesIO(raw)) as im:
+                            if min(im.size) < MIN_SIDE:
+                                raise ValueError(f"{im.width}x{im.height} is smaller than the minimum side "
+                                                 f"of {MIN_SIDE} px")
                             img = fit_image(to_rgb(im), image_size, resize)
-                    except (OSError, ValueError) as e:
-                        summary[cls]["skipped"].append(f"{src}: {e}")
+                    except Exception as e:  # unreadable, truncated, a decompression bomb: listed, not fatal
+                        summary[cls]["skipped"].append(f"{src}: {type(e).__name__}: {e}")
                         continue
                     name = f"{sha256(raw)[:16]}.jpg"
                     img.save(tmp / split / cls / name, "JPEG", quality=jpeg_quality)  # no exif/icc passed on

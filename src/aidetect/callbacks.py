@@ -13,6 +13,34 @@ from aidetect.views import to_float
 log = logging.getLogger(__name__)
 
 
+class ResumeState(L.Callback):
+    """The random number generators' states, in every checkpoint: Lightning restores weights,
+    optimizer, schedule and loop counters but not these, so a resumed run would shuffle and
+    augment differently from the run it continues. As tensors and plain numbers, so the
+    checkpoint still loads with ``weights_only=True``."""
+
+    def state_dict(self):
+        import random
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, state, py_gauss = random.getstate()
+        return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                          has_gauss, gauss],
+                "python": [version, torch.tensor(state, dtype=torch.int64), py_gauss]}
+
+    def load_state_dict(self, state):
+        # Applied at once: Lightning restores callbacks before configure_optimizers, whose
+        # step estimate already builds the first epoch's training iterator, and with it the
+        # shuffle order. (Loading a checkpoint to test sets the generators too: harmless.)
+        import random
+
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, py_state, py_gauss = state["python"]
+        random.setstate((version, tuple(py_state.tolist()), py_gauss))
+
+
 class EpochStats(L.Callback):
     """Wall seconds, images seen and validation metrics of every training epoch.
 
@@ -22,6 +50,18 @@ class EpochStats(L.Callback):
 
     def __init__(self):
         self.epochs: list[dict] = []
+
+    # In the checkpoint, so a resumed run's metrics.json lists every epoch, not only its own.
+    def state_dict(self):
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state):
+        self._restored = list(state.get("epochs", []))  # used when fitting resumes, not when testing loads
+
+    def on_train_start(self, trainer, pl_module):
+        restored = getattr(self, "_restored", None)
+        if restored is not None:
+            self.epochs, self._restored = restored, None
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._t0 = time.perf_counter()

@@ -15,6 +15,8 @@ def _tmp(path: Path) -> Path:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
+    from aidetect.faults import point
+
     path = Path(path)
     tmp = _tmp(path)
     try:
@@ -22,6 +24,8 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        point("before_rename")
+        point(f"before_rename:{path.name}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -34,10 +38,14 @@ def write_json(path: Path, obj) -> None:
 def torch_save(obj, path: Path) -> None:
     import torch
 
+    from aidetect.faults import point
+
     path = Path(path)
     tmp = _tmp(path)
     try:
         torch.save(obj, tmp)
+        point("before_rename")
+        point(f"before_rename:{path.name}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aidetect import LABELS
 from aidetect.augment import build_augment
-from aidetect.callbacks import EpochStats, ViewGrid
+from aidetect.callbacks import EpochStats, ResumeState, ViewGrid
 from aidetect.config import ConfigError, provenance, view_spec
 from aidetect.io import atomic_write, torch_save, write_json
 from aidetect.models import build_network, network_class
@@ -37,8 +37,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     truncated last.ckpt to resume from."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
+        from aidetect.faults import point
+
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch_save(checkpoint, path)
+        if Path(path).name == "last.ckpt":
+            point("after_last_checkpoint")
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -189,7 +193,7 @@ def train(cfg: DictConfig) -> dict:
     model.provenance = provenance()
     log.info("model: %s", model.describe())
     stats = EpochStats()
-    callbacks = [stats, ViewGrid()] + [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [stats, ResumeState(), ViewGrid()] + [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       default_root_dir=str(out), plugins=[AtomicCheckpointIO()])

@@ -1,0 +1,63 @@
+"""Interrupted training resumes exactly: SIGKILL after epoch 2 of 4 (a fault-injection point,
+not a timer), resume from last.ckpt, and the final weights and per-epoch metrics equal an
+uninterrupted run's. A kill in the middle of a checkpoint save leaves the previous one loadable."""
+
+import json
+import os
+
+import torch
+
+from aidetect.module import load_detector
+from conftest import run_script
+
+
+def args(tmp_path, kaggle_dir, out, *extra):
+    return ["data.archive=" + str(kaggle_dir), f"data.data_dir={tmp_path / 'data'}", "data.batch_size=16",
+            "trainer.enable_progress_bar=false", "trainer.max_epochs=4", "augment=standard", "callbacks=ema",
+            "callbacks.ema.update_starting_at_step=2", "logger=none", "seed=3", f"hydra.run.dir={tmp_path / out}",
+            *extra]
+
+
+def run(tmp_path, kaggle_dir, out, *extra, fault=None):
+    env = dict(os.environ, AIDETECT_FAULT=fault) if fault else None
+    if env is None:
+        return run_script("train.py", *args(tmp_path, kaggle_dir, out, *extra))
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args(tmp_path, kaggle_dir, out, *extra)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_sigkill_after_epoch_2_then_resume_equals_an_uninterrupted_run(tmp_path, kaggle_dir):
+    full = run(tmp_path, kaggle_dir, "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    killed = run(tmp_path, kaggle_dir, "killed", fault="after_last_checkpoint@2")
+    assert killed.returncode == -9  # SIGKILL: no cleanup ran
+    last = tmp_path / "killed/checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1 and not (tmp_path / "killed/metrics.json").exists()
+    resumed = run(tmp_path, kaggle_dir, "resumed", f"ckpt_path={last}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    a = torch.load(tmp_path / "full/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for k, v in a["state_dict"].items():  # the (EMA-averaged) weights, bit for bit
+        assert torch.equal(v, b["state_dict"][k]), k
+    ma = json.loads((tmp_path / "full/metrics.json").read_text())
+    mb = json.loads((tmp_path / "resumed/metrics.json").read_text())
+    assert [e["epoch"] for e in mb["epochs"]] == [1, 2, 3, 4]  # the whole history, not the resumed part
+    assert mb["val_acc_per_epoch"] == ma["val_acc_per_epoch"]
+    assert mb["test"]["acc"] == ma["test"]["acc"]
+
+
+def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_path, kaggle_dir):
+    r = run(tmp_path, kaggle_dir, "cut", fault="before_rename:last.ckpt@2")
+    assert r.returncode == -9
+    folder = tmp_path / "cut/checkpoints"
+    assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 0  # epoch 1's, whole
+    load_detector(folder / "last.ckpt")
+    assert [p.name for p in folder.iterdir() if ".tmp-" in p.name]  # the cut write stayed a temp file
+    resumed = run(tmp_path, kaggle_dir, "resumed", f"ckpt_path={folder / 'last.ckpt'}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -244,7 +244,9 @@ def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
                                                         "callbacks.ema.update_starting_at_step=1", "trainer.max_epochs=2",
                                                         "logger=none", f"output_dir={tmp_path / 'run'}"])
     m = train(cfg)
-    assert 0 <= m["test"]["acc"] <= 1
+    # Tested are the weights the file gives a user (the average), the same that calibration scored;
+    # Lightning's own ckpt_path= reload would have put the raw weights back for the test.
+    assert m["test"]["acc"] == pytest.approx(m["test"]["acc_at_0.5"], abs=1e-6)
     ck = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
     assert "current_model_state" in ck  # Lightning's EMAWeightAveraging: state_dict is the average
     w = "net.stem.0.weight"
@@ -252,7 +254,9 @@ def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
 
 
 def test_optuna_search_selects_on_validation_accuracy(tmp_path, kaggle_dir):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    import os
+    if os.environ.get("CI") != "true":  # CI installs the dev extra: there a missing sweeper is a failure
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "search"
     r = run_script("train.py", "-m", "hparams_search=small_resnet_optuna", f"data.archive={kaggle_dir}",
                    f"data.data_dir={tmp_path / 'data'}", "data.fraction=1.0", "data.batch_size=16", "logger=none",
@@ -271,7 +275,7 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, kaggle_dir):
     resumed = compose_train(common(tmp_path, kaggle_dir) + ["trainer.max_epochs=3", f"ckpt_path={last}",
                                                             f"output_dir={tmp_path / 'b'}"])
     m = train(resumed)
-    assert [e["epoch"] for e in m["epochs"]] == [2, 3]  # epoch 1 is not trained again
+    assert [e["epoch"] for e in m["epochs"]] == [1, 2, 3]  # epoch 1 not trained again, but in the history
     assert torch.load(tmp_path / "b/checkpoints/last.ckpt", weights_only=False)["epoch"] == 2
 
 

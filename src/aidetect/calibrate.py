@@ -79,7 +79,8 @@ def score(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict:
     """Every figure this project reports for a set of P(FAKE) scores."""
     labels = labels.long()
     both = bool((labels == 0).any() and (labels == 1).any())
-    out = {"n": len(labels), "acc_at_threshold": float(((probs >= threshold).long() == labels).float().mean()),
+    out = {"n": len(labels), "acc_at_0.5": float(((probs >= 0.5).long() == labels).float().mean()),
+           "acc_at_threshold": float(((probs >= threshold).long() == labels).float().mean()),
            "balanced_acc_at_threshold": balanced_accuracy(probs, labels, threshold),
            "ece": float(binary_calibration_error(probs, labels, n_bins=ECE_BINS, norm="l1"))}
     if both:

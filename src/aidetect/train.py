@@ -26,7 +26,7 @@ from aidetect.callbacks import EpochStats, ResumeState, ViewGrid
 from aidetect.config import ConfigError, provenance, view_spec
 from aidetect.io import atomic_write, torch_save, write_json
 from aidetect.models import build_network, network_class
-from aidetect.module import SCHEMA_VERSION, Detector, build_recipe
+from aidetect.module import SCHEMA_VERSION, Detector, build_recipe, load_detector
 from aidetect.views import build_view
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,6 @@ def calibrate_tested(cfg, trainer, model: Detector, datamodule, out: Path, use) 
     """Threshold and temperature fitted on validation, stored in the checkpoint that was tested
     (the best one, or last.ckpt with test_ckpt=last), and the test split scored with them."""
     from aidetect.calibrate import calibrate_and_score
-    from aidetect.module import load_detector
 
     ckpt = trainer.checkpoint_callback
     path = Path(ckpt.best_model_path) if use == "best" else \
@@ -204,7 +203,10 @@ def train(cfg: DictConfig) -> dict:
         ckpt = trainer.checkpoint_callback  # the first one: best by val/acc
         use = "best" if (cfg.get("test_ckpt", "best") == "best" and ckpt is not None and ckpt.best_model_path
                          and not trainer.fast_dev_run) else None  # None: the weights in memory = last epoch
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=use, weights_only=True)[0]
+        # The weights a user gets from the file, through load_detector: with ckpt_path=, Lightning's
+        # EMA callback would reload the raw (non-averaged) weights for testing instead.
+        tested = load_detector(ckpt.best_model_path) if use == "best" else model
+        results = trainer.test(tested, datamodule=datamodule, weights_only=True)[0]
     calibration = None
     if cfg.get("calibrate", True) and not trainer.fast_dev_run:
         calibration = calibrate_tested(cfg, trainer, model, datamodule, out, use)

@@ -282,3 +282,15 @@ def test_views_cli_renders_any_image_with_a_training_view_or_a_checkpoint(traine
     assert r.returncode == 0, r.stderr
     r = aidetect("views", every_mode / "gray.png", "aug=sepia")
     assert r.returncode == 2 and "aug=sepia" in r.stderr
+
+
+def test_the_default_detector_ships_small_calibrated_and_predicts_without_a_checkpoint(every_mode):
+    from aidetect.predict import default_checkpoint
+
+    path = default_checkpoint()
+    assert path.is_file() and path.stat().st_size <= 2_000_000
+    model = load_detector(path)
+    assert model.hparams.temperature != 1.0 and model.hparams.threshold != 0.5  # fitted on validation
+    r = aidetect("predict", every_mode / "gray.png", every_mode / "rgba.png")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 3 and "2 scored" in r.stderr

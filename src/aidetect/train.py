@@ -208,7 +208,7 @@ def train(cfg: DictConfig) -> dict:
         tested = load_detector(ckpt.best_model_path) if use == "best" else model
         results = trainer.test(tested, datamodule=datamodule, weights_only=True)[0]
     calibration = None
-    if cfg.get("calibrate", True) and not trainer.fast_dev_run:
+    if cfg.get("calibrate", True) and not trainer.fast_dev_run and trainer.is_global_zero:
         calibration = calibrate_tested(cfg, trainer, model, datamodule, out, use)
         results.update({f"test/{k}": v for k, v in calibration.pop("test").items() if f"test/{k}" not in results})
 
@@ -233,6 +233,9 @@ def train(cfg: DictConfig) -> dict:
         "torch_threads": torch.get_num_threads(),
         "provenance": model.provenance,
     }
+    if not trainer.is_global_zero:  # DDP: rank zero writes the run's files
+        return metrics
+    metrics["world_size"] = trainer.world_size
     write_json(out / "metrics.json", metrics)
     write_skipped(out, datamodule.skipped)
     write_hparams(trainer, hparams_for_tensorboard(cfg, model, datamodule))

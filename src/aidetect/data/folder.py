@@ -39,7 +39,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from filelock import FileLock
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from aidetect.config import ConfigError
 from aidetect.data.archive import safe_extract
@@ -120,6 +120,40 @@ class InMemoryImages(Dataset):
         return InMemoryImages(self.images[idx], self.labels[idx],
                               None if self.names is None else [self.names[i] for i in pick],
                               None if self.md5 is None else [self.md5[i] for i in pick])
+
+
+class ShardSampler(Sampler):
+    """Batches of one rank's share of a split, for DDP.
+
+    Evaluation: indices rank, rank + world, ...: disjoint, covering the split, no padding, so a
+    split of odd size is scored exactly once (torchmetrics sums the ranks' counts). Training: one
+    permutation per epoch, seeded by (seed, epoch) and so the same on every rank, cut into equal
+    shares; the few images that do not divide evenly are left out of that epoch (a different
+    few each epoch), because every rank must take the same number of steps.
+    """
+
+    def __init__(self, n: int, batch_size: int, rank: int, world: int, shuffle: bool, seed: int = 0):
+        self.n, self.batch_size, self.rank, self.world = n, batch_size, rank, world
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it before each epoch
+        self.epoch = epoch
+
+    def indices(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.rank, self.n, self.world))
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        share = self.n // self.world
+        return order[self.rank * share:(self.rank + 1) * share].tolist()
+
+    def __iter__(self):
+        idx = self.indices()
+        for i in range(0, len(idx), self.batch_size):
+            yield idx[i:i + self.batch_size]
+
+    def __len__(self):
+        k = len(self.indices()) if not self.shuffle else self.n // self.world
+        return -(-k // self.batch_size)
 
 
 class FolderDataModule(L.LightningDataModule):
@@ -368,9 +402,15 @@ class FolderDataModule(L.LightningDataModule):
         if split not in self.splits:
             raise RuntimeError(f"no {split!r} split; call setup() first")
         ds = self.splits[split]
-        base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
-        # batch_size=None + a BatchSampler: one tensor gather per batch, no per-image collate.
-        return DataLoader(ds, batch_size=None, sampler=BatchSampler(base, self.batch_size, False),
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:  # DDP: each rank its own disjoint share
+            sampler = ShardSampler(len(ds), self.batch_size, trainer.global_rank, trainer.world_size, shuffle,
+                                   seed=self.split_seed)
+        else:
+            base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+            sampler = BatchSampler(base, self.batch_size, False)
+        # batch_size=None + a batch sampler: one tensor gather per batch, no per-image collate.
+        return DataLoader(ds, batch_size=None, sampler=sampler,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):

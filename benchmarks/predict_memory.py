@@ -9,7 +9,6 @@ peaks do not mix.
 """
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile

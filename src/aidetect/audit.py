@@ -11,7 +11,6 @@ scored by 5-fold cross-validated balanced accuracy: at or above ``WARN_AT`` a de
 trained on these files may learn the files, not the generator, and the audit says so.
 """
 
-import json
 import logging
 import os
 import statistics

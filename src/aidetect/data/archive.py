@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 from aidetect.config import ConfigError
+from aidetect.faults import point
 
 
 class UnsafeArchiveError(ValueError):
@@ -53,6 +54,7 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
         tmp = _tmp_sibling(dest, "extracting")
         try:
             zf.extractall(tmp)
+            point("extract:before_rename")
             os.replace(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -232,6 +232,8 @@ class FolderDataModule(L.LightningDataModule):
         cache = self._cache_file(split, items, size)
         cache.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(cache) + ".lock"):
+            for stale in cache.parent.glob(f".{cache.name}.tmp-*"):  # a killed writer's; we hold the lock
+                stale.unlink(missing_ok=True)
             if not cache.is_file():
                 log.info("decoding %d images of %s/%s at %s once into %s", len(items), self.root, split,
                          "x".join(map(str, size)) if size else "native size", cache)

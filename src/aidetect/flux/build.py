@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from aidetect.faults import point
 from aidetect.data.images import IMAGE_EXTS, MIN_SIDE, fit_image, listing_problem, to_rgb
 from aidetect.flux.store import sha256
 
@@ -95,7 +96,8 @@ def build(fake_dir, real_dir, out_dir, image_size=(720, 1280), resize="center_cr
     unlisted = {"REAL": [], "FAKE": []}
     pools = {"REAL": pool(real_dir, unlisted["REAL"]), "FAKE": pool(fake_dir, unlisted["FAKE"])}
     tmp = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.building-*"):  # left by a killed build
+        shutil.rmtree(stale, ignore_errors=True)
     summary, rows = {"image_size": list(image_size), "resize": resize, "jpeg_quality": jpeg_quality, "seed": seed}, []
     rng = random.Random(seed)
     try:
@@ -128,6 +130,7 @@ def build(fake_dir, real_dir, out_dir, image_size=(720, 1280), resize="center_cr
         summary["warnings"] = warnings_for(summary)
         (tmp / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        point("build:before_rename")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

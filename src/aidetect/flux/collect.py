@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from aidetect.faults import point
 from aidetect.flux.store import (Manifest, append_jsonl, atomic_write, clean_temp_files, inspect_image,
                                  read_jsonl, sha256)
 
@@ -159,6 +160,7 @@ class Collector:
                 continue
             iid = digest[:16]
             atomic_write(self.out / f"{iid}.{info['ext']}", data)
+            point("collect:between_file_and_manifest")
             manifest.add({"id": iid, "file": f"{iid}.{info['ext']}", **{k: v for k, v in cand.items() if k != "path"},
                           "sha256": digest, "dhash": dh, "bytes": len(data), "width": info["width"],
                           "height": info["height"], "format": info["format"]})

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from aidetect.faults import point
 from aidetect.flux.store import Manifest, append_jsonl, atomic_write, clean_temp_files, inspect_image, sha256
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ class Generator:
     def _save(self, job, data, info, meta, manifest):
         fname = f"{job.id}.{info['ext']}"
         atomic_write(self.out / fname, data)
+        point("generate:between_file_and_manifest")
         manifest.add({"id": job.id, "file": fname, "prompt": job.prompt, "seed": job.seed,
                       "model": self.cfg.model, **meta, "sha256": sha256(data), "bytes": len(data),
                       "width": info["width"], "height": info["height"], "format": info["format"],

@@ -126,3 +126,90 @@ def test_flux_collect_killed_between_file_and_manifest_then_rerun(tmp_path):
     assert manifest(tmp_path / "col") == manifest(tmp_path / "clean")
     images = lambda d: {k: v for k, v in tree(d).items() if not k.endswith(".jsonl")}  # noqa: E731
     assert images(tmp_path / "col") == images(tmp_path / "clean")
+
+
+# --- hostile input ---------------------------------------------------------------------------------
+
+def test_downloads_refuse_other_schemes_redirects_to_them_and_oversized_bodies(tmp_path):
+    """collect-real from a URL list: file:// and ftp:// URLs, a redirect to file://, a body over
+    max_bytes (with and without Content-Length) are rejected with a reason; nothing is written
+    for them, and a good image beside them is still collected."""
+    import io
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from aidetect.flux.collect import Collector
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize(
+        (400, 300), Image.BICUBIC).save(buf, "JPEG", quality=90)
+    good = buf.getvalue()
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.path == "/to-file":
+                self.send_response(302)
+                self.send_header("Location", "file:///etc/passwd")
+                self.end_headers()
+            elif self.path == "/hop":
+                self.send_response(301)
+                self.send_header("Location", "/good.jpg")
+                self.end_headers()
+            elif self.path in ("/big", "/big-chunked"):
+                self.send_response(200)
+                if self.path == "/big":
+                    self.send_header("Content-Length", str(10_000_000))
+                self.end_headers()
+                try:
+                    self.wfile.write(b"\xff" * 3_000_000)
+                except OSError:
+                    pass
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(good)))
+                self.end_headers()
+                self.wfile.write(good)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    urls = ["file:///etc/passwd", "ftp://example.org/x.jpg", f"{base}/to-file", f"{base}/big", f"{base}/big-chunked",
+            f"{base}/hop"]
+    (tmp_path / "urls.txt").write_text("\n".join(urls))
+    cfg = OmegaConf.load(ROOT / "src/aidetect/flux/flux.yaml").collect
+    cfg.max_bytes = 1_000_000
+    try:
+        result = Collector(cfg, tmp_path / "out", sleep=lambda s: None).run(10, Collector.url_list(tmp_path / "urls.txt"))
+    finally:
+        server.shutdown()
+    reasons = {json.loads(x)["source"]: json.loads(x)["reason"] for x in (tmp_path / "out/rejects.jsonl").read_text().splitlines()}
+    assert "only http(s)" in reasons["file:///etc/passwd"] and "only http(s)" in reasons["ftp://example.org/x.jpg"]
+    assert "only http(s)" in reasons[f"{base}/to-file"]
+    assert "max_bytes" in reasons[f"{base}/big"] and "max_bytes" in reasons[f"{base}/big-chunked"]
+    assert result["kept"] == 1  # the redirect within http(s) is followed to the good image
+    written = [p.name for p in (tmp_path / "out").iterdir()]
+    assert sorted(written) == sorted(["manifest.jsonl", "rejects.jsonl", f"{hashlib.sha256(good).hexdigest()[:16]}.jpg"])
+
+
+def test_a_manifest_cannot_make_generate_touch_files_outside_its_folder(tmp_path):
+    outside = tmp_path / "precious.jpg"
+    outside.write_bytes(b"keep me")
+    out = tmp_path / "gen"
+    out.mkdir()
+    (out / "manifest.jsonl").write_text(json.dumps({"id": "000000", "file": "../precious.jpg"}) + "\n")
+    server = FakeReplicate().start()
+    try:
+        env = {"REPLICATE_API_TOKEN": "r8_test", "REPLICATE_POLL_INTERVAL": "0.01"}
+        r = cli("flux", "generate", "--n", 2, "--base-url", server.url, "--out", out, env=env)
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr
+    assert outside.read_bytes() == b"keep me"
+    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert all((out / r["file"]).resolve().parent == out.resolve() for r in rows)

@@ -84,17 +84,37 @@ class Collector:
                 yield {"source": str(p.resolve()), "path": str(p), "license": "own"}
 
     # -- fetching ----------------------------------------------------------------------
+    MAX_REDIRECTS = 5
+
     def _get(self, url, **kw):
+        """GET with retries, following redirects by hand so that every hop is checked: only
+        http(s) is fetched, never file://, ftp:// or a redirect to them."""
+        from urllib.parse import urljoin, urlsplit
+
+        for _ in range(self.MAX_REDIRECTS + 1):
+            scheme = urlsplit(url).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise Reject(f"refusing {scheme or 'scheme-less'} URL {url[:80]!r}: only http(s) is fetched")
+            r = self._get_once(url, **kw)
+            if not r.is_redirect:
+                return r
+            url = urljoin(url, r.headers.get("Location", ""))
+            r.close()
+        raise Reject(f"more than {self.MAX_REDIRECTS} redirects")
+
+    def _get_once(self, url, **kw):
         import requests
 
         for attempt in range(int(self.cfg.max_retries) + 1):
             try:
-                r = self.session.get(url, timeout=float(self.cfg.timeout_s), **kw)
+                r = self.session.get(url, timeout=float(self.cfg.timeout_s), allow_redirects=False, **kw)
             except (requests.ConnectionError, requests.Timeout) as e:
                 if attempt == int(self.cfg.max_retries):
                     raise Reject(f"network: {type(e).__name__}") from None
                 self.sleep(min(30.0, 2.0 ** attempt))
                 continue
+            except requests.RequestException as e:  # malformed URL and the like: this candidate only
+                raise Reject(f"{type(e).__name__}: {e}") from None
             if r.status_code == 429 or r.status_code >= 500:
                 if attempt == int(self.cfg.max_retries):
                     raise Reject(f"HTTP {r.status_code} after {attempt + 1} attempts")

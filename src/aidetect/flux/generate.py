@@ -40,6 +40,9 @@ class Job:
     seed: int
 
 
+MAX_OUTPUT_BYTES = 50_000_000  # no generated image is near this; a larger body is not an image
+
+
 def plan(cfg, n: int, seed: int = 0) -> list[Job]:
     """The first n jobs; job i is the same whatever n is, so raising n extends a dataset."""
     rng = random.Random(seed)
@@ -128,8 +131,12 @@ class Generator:
         out = pred.output[0] if isinstance(pred.output, list) and pred.output else pred.output
         if not isinstance(out, str):
             raise ValueError(f"prediction {pred.id} returned no file URL: {pred.output!r}")
+        if out.split(":", 1)[0].lower() not in ("https", "http", "data"):
+            raise ValueError(f"prediction {pred.id} output {out[:80]!r}: only http(s) and data: URLs are fetched")
         # FileOutput fetches through the client (auth, retries); data: URLs are decoded inline.
         data = FileOutput(out, self.client).read()
+        if len(data) > MAX_OUTPUT_BYTES:
+            raise ValueError(f"prediction {pred.id} output is {len(data)} bytes, over the {MAX_OUTPUT_BYTES} cap")
         return data, {"prediction_id": pred.id, "version": pred.version, "input": inputs}
 
     def _one(self, job: Job, budget: Budget, manifest: Manifest) -> str:
@@ -211,7 +218,10 @@ class Generator:
         clean_temp_files(self.out)
         jobs = plan(self.cfg, n, self.seed)
         manifest = Manifest(self.out / "manifest.jsonl")
-        missing = [i for i, e in manifest.entries.items() if not (self.out / e["file"]).is_file()]
+        # A line whose file is missing, or is not a plain file name in this folder (a hand-edited or
+        # hostile manifest: "../x.jpg"), does not count: the job is made again, here.
+        missing = [i for i, e in manifest.entries.items()
+                   if Path(str(e.get("file", ""))).name != e.get("file") or not (self.out / e["file"]).is_file()]
         for i in missing:
             del manifest.entries[i]
         if missing:

@@ -127,7 +127,7 @@ def write_skipped(out: Path, skipped) -> None:
 
 # Settings added after results were recorded, at values that reproduce the old behaviour: left
 # out of the hash at these values, so finished sweep jobs stay finished when a setting is added.
-NEUTRAL_SETTINGS = {("data", "min_side"): 8}
+NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory"}
 
 
 def config_sha(cfg: DictConfig) -> str:

@@ -102,7 +102,8 @@ def first_unique(md5s, exclude=frozenset()) -> list[int]:
 
 
 class InMemoryImages(Dataset):
-    """uint8 images held in memory, indexed with a whole list of indices per batch."""
+    """uint8 images (a tensor in memory, or DiskImages read per batch) and their labels, indexed
+    with a whole list of indices per batch."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, names=None, md5=None):
         assert len(images) == len(labels)
@@ -117,7 +118,8 @@ class InMemoryImages(Dataset):
     def subset(self, idx) -> "InMemoryImages":
         idx = torch.as_tensor(idx, dtype=torch.long)
         pick = idx.tolist()
-        return InMemoryImages(self.images[idx], self.labels[idx],
+        images = self.images[idx] if isinstance(self.images, torch.Tensor) else self.images.take(idx)  # disk: lazy
+        return InMemoryImages(images, self.labels[idx],
                               None if self.names is None else [self.names[i] for i in pick],
                               None if self.md5 is None else [self.md5[i] for i in pick])
 
@@ -160,7 +162,7 @@ class FolderDataModule(L.LightningDataModule):
     def __init__(self, root=None, data_dir="data", image_size=None, resize="center_crop", batch_size=32,
                  num_workers=0, val_fraction=0.1, test_fraction=0.1, split_seed=0, fraction=1.0,
                  dedup=False, strict=False, name=None, missing_hint=None, archive=None, pool=False,
-                 min_side=8):
+                 min_side=8, storage="memory"):
         super().__init__()
         self.archive = None if archive is None else Path(archive).expanduser()
         if self.archive is not None and not self.archive.exists():
@@ -196,6 +198,10 @@ class FolderDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.fraction, self.dedup, self.strict, self.pool = fraction, dedup, strict, bool(pool)
         self.min_side = _number("data.min_side", min_side, int)
+        if storage not in ("memory", "disk"):
+            raise ConfigError(f"data.storage={storage!r}; valid: memory (decoded split in RAM, the default), "
+                              f"disk (streamed from a raw file: sets bigger than memory)")
+        self.storage = storage
         self.listing_skipped: list[tuple[str, str]] = []  # files not even decoded (hidden, symlinks out)
         self.data_dir = Path(data_dir).expanduser()
         self.root = None if root is None else Path(root).expanduser()
@@ -229,6 +235,8 @@ class FolderDataModule(L.LightningDataModule):
         return self.cache_dir / f"{self.root.name}-{split}-{h.hexdigest()[:16]}.pt"
 
     def _load(self, split: str, items, size) -> dict:
+        if self.storage == "disk":
+            return self._load_disk(split, items, size)
         cache = self._cache_file(split, items, size)
         cache.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(cache) + ".lock"):
@@ -246,6 +254,39 @@ class FolderDataModule(L.LightningDataModule):
                             "skipped": skipped, "decode_seconds": time.perf_counter() - t0}, cache)
             data = torch.load(cache, weights_only=True)
         if self.strict and data["skipped"]:  # the cache was built by a non-strict run
+            path, reason = data["skipped"][0]
+            raise ConfigError(f"cannot use image {path}: {reason} (data.strict=true)")
+        return data
+
+    def _load_disk(self, split: str, items, size) -> dict:
+        """Like _load, but the images are decoded straight into a raw file and read back per batch."""
+        from aidetect.data.disk import DiskImages, write_disk_cache
+        from aidetect.data.images import iter_decode
+
+        meta = self._cache_file(split, items, size).with_suffix(".disk.pt")
+        raw = meta.with_suffix("").with_suffix(".u8")
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(meta) + ".lock"):
+            for stale in meta.parent.glob(f".{raw.name}.tmp-*"):
+                stale.unlink(missing_ok=True)
+            if not meta.is_file():
+                paths = [p for p, _ in items]
+                log.info("decoding %d images of %s/%s to disk once: %s", len(items), self.root, split, raw)
+
+                def checked():
+                    for i, arr, md5, err in iter_decode(paths, size, self.resize, min_side=self.min_side):
+                        if err is not None and self.strict:
+                            raise ConfigError(f"cannot use image {paths[i]}: {err} (data.strict=true)")
+                        yield i, arr, md5, err
+
+                shape, kept, md5s, skipped, seconds = write_disk_cache(raw, checked(), len(items))
+                torch_save({"count": len(kept), "shape": list(shape),
+                            "labels": torch.tensor([items[i][1] for i in kept], dtype=torch.long),
+                            "names": [str(paths[i].relative_to(self.root)) for i in kept], "md5": md5s,
+                            "skipped": [(str(paths[i]), e) for i, e in skipped], "decode_seconds": seconds}, meta)
+            data = torch.load(meta, weights_only=True)
+        data["images"] = DiskImages(raw, data["count"], data["shape"])
+        if self.strict and data["skipped"]:
             path, reason = data["skipped"][0]
             raise ConfigError(f"cannot use image {path}: {reason} (data.strict=true)")
         return data

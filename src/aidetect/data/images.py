@@ -140,6 +140,16 @@ def _decode(job):
         return None, None, f"{type(e).__name__}: {e}"
 
 
+def iter_decode(paths, size=None, policy="resize", workers=None, min_side=MIN_SIDE):
+    """(index, uint8 [3, H, W] or None, md5, error) for each file, in order, decoded in parallel."""
+    workers = workers or os.cpu_count() or 1
+    jobs = [(str(p), None if size is None else tuple(size), policy, int(min_side)) for p in paths]
+    chunk = max(1, min(512, len(jobs) // (workers * 8) or 1))
+    with ProcessPoolExecutor(workers) as ex:
+        for i, (arr, md5, err) in enumerate(ex.map(_decode, jobs, chunksize=chunk)):
+            yield i, arr, md5, err
+
+
 def decode_files(paths, size=None, policy="resize", strict=False, workers=None, min_side=MIN_SIDE):
     """Decode image files in parallel into one uint8 tensor [N, 3, H, W].
 
@@ -147,12 +157,9 @@ def decode_files(paths, size=None, policy="resize", strict=False, workers=None, 
     files that could not be decoded; with ``strict`` the first such file raises instead.
     With ``size=None`` every image must already share one size (else ``MixedSizes``).
     """
-    workers = workers or os.cpu_count() or 1
-    jobs = [(str(p), None if size is None else tuple(size), policy, int(min_side)) for p in paths]
     arrays, kept, md5s, skipped = [], [], [], []
-    chunk = max(1, min(512, len(jobs) // (workers * 8) or 1))
-    with ProcessPoolExecutor(workers) as ex:
-        for i, (arr, md5, err) in enumerate(ex.map(_decode, jobs, chunksize=chunk)):
+    if True:  # (one indentation level kept from the in-line pool this replaced)
+        for i, arr, md5, err in iter_decode(paths, size, policy, workers, min_side):
             if err is None and arrays and arr.shape != arrays[0].shape:
                 raise MixedSizes(f"{paths[i]} is {arr.shape[2]}x{arr.shape[1]} but {paths[kept[0]]} is "
                                  f"{arrays[0].shape[2]}x{arrays[0].shape[1]}: set data.image_size=[H,W] "

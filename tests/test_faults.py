@@ -213,3 +213,21 @@ def test_a_manifest_cannot_make_generate_touch_files_outside_its_folder(tmp_path
     assert outside.read_bytes() == b"keep me"
     rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     assert all((out / r["file"]).resolve().parent == out.resolve() for r in rows)
+
+
+def test_two_runs_started_at_once_decode_the_data_once_and_both_finish(tmp_path):
+    rng = np.random.default_rng(3)
+    for cls, label in (("REAL", 0), ("FAKE", 1)):
+        for i in range(30):
+            make_image(tmp_path / "ds" / cls / f"{i}.png", label, rng)
+    args = lambda out: [sys.executable, str(ROOT / "train.py"), "data=folder", f"data.root={tmp_path / 'ds'}",  # noqa: E731
+                        f"data.data_dir={tmp_path / 'data'}", "model=seed_cifake_cnn", "trainer.max_epochs=1",
+                        "trainer.enable_progress_bar=false", "logger=none", f"hydra.run.dir={tmp_path / out}"]
+    env = {k: v for k, v in os.environ.items() if k != "AIDETECT_FAULT"}
+    procs = [subprocess.Popen(args(f"run{i}"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for i in range(2)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    decoded = sum(log.count("once into") for log in logs)
+    assert decoded == 1  # one unsplit folder = one cache file, decoded by whichever run got the lock first
+    assert all((tmp_path / f"run{i}/metrics.json").is_file() for i in range(2))

@@ -294,3 +294,21 @@ def test_the_default_detector_ships_small_calibrated_and_predicts_without_a_chec
     r = aidetect("predict", every_mode / "gray.png", every_mode / "rgba.png")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 3 and "2 scored" in r.stderr
+
+
+def test_eval_on_the_checkpoints_own_pooled_set_scores_only_what_training_held_out(tmp_path):
+    root = make_folder(tmp_path / "pool", 15, splits=("all",))
+    for cls in ("REAL", "FAKE"):  # an unsplit folder: REAL/ and FAKE/ at the top
+        (root / "all" / cls).rename(root / cls)
+    common = ["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}", "data.pool=true",
+              "data.name=pool", "data.split_seed=7", "trainer.enable_progress_bar=false", "logger=none"]
+    m = train(compose_train(common + ["model=seed_cifake_cnn", "data.image_size=[32,32]", "trainer.max_epochs=1",
+                                      f"output_dir={tmp_path / 'run'}"]))
+    ckpt = next((tmp_path / "run/checkpoints").glob("best_*.ckpt"))
+    held = evaluate(compose_train([f"ckpt_path={ckpt}", *[c for c in common if "split_seed" not in c],
+                                   f"output_dir={tmp_path / 'e1'}"], config="eval"))
+    assert held["data"]["test"] == m["data"]["test"] == 4 and "held-out" in held["data"]["test_from"]
+    assert held["test"]["acc"] == pytest.approx(m["test"]["acc"])
+    whole = evaluate(compose_train([f"ckpt_path={ckpt}", *common, "split=whole", f"output_dir={tmp_path / 'e2'}"],
+                                   config="eval"))
+    assert whole["data"]["test"] == 30

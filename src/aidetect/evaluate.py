@@ -57,11 +57,23 @@ def evaluate(cfg: DictConfig) -> dict:
             raise ConfigError(f"data.image_size={list(given)}: this checkpoint's {type(model.net).__name__} "
                               f"takes exactly {list(model.input_size)}; leave data.image_size unset to use it")
         type(model.net).check_input_size(given)
+    split = cfg.get("split", "auto")
+    if split not in ("auto", "whole", "held_out"):
+        raise ConfigError(f"split={split!r}; valid: auto, whole (every image of the folder), held_out (the test "
+                          f"split the checkpoint's training run held out: same data settings and split seed)")
+    trained_data = (model.run_config or {}).get("data") or {}
+    if split == "auto":  # the checkpoint's own pooled set (data=faces), split by its seed: what it held out
+        split = "held_out" if data_cfg.get("pool") and trained_data.get("name") == data_cfg.get("name") else "whole"
+    if split == "held_out" and "split_seed" in trained_data:
+        data_cfg.split_seed = trained_data["split_seed"]  # the training run's, resolved when it ran
     datamodule = build_datamodule(data_cfg, default_size=model.input_size)
     if given is None:
         datamodule.prepare_data()
         if datamodule.peek_size() != model.input_size:
             datamodule.image_size = model.input_size
+    if split == "held_out":
+        datamodule.setup("fit")  # the training split order; trainer.test then scores its test part
+        datamodule.counts["test_from"] = f"held-out test split (split seed {datamodule.split_seed})"
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(out))
     results = trainer.test(model, datamodule=datamodule)[0]

@@ -160,3 +160,17 @@ def test_eval_predict_audit_and_flux_build_report_the_same_skips(dataset, tmp_pa
     text = json.dumps(summary)
     for name in ("truncated.jpg", "zero.jpg", "text.jpg", "bomb.png"):
         assert name in text, name
+
+
+def test_broken_and_looping_symlinks_are_skipped_not_fatal(tmp_path):
+    from aidetect.data.images import list_class_folder
+
+    for cls in ("REAL", "FAKE"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (20, 20)).save(tmp_path / cls / "ok.png")
+    os.symlink(tmp_path / "REAL" / "gone.png", tmp_path / "REAL" / "dangling.png")
+    os.symlink(tmp_path / "FAKE" / "loop.png", tmp_path / "FAKE" / "loop.png")
+    skipped = []
+    items = list_class_folder(tmp_path, skipped)
+    assert len(items) == 2 and {os.path.basename(p) for p, _ in skipped} == {"dangling.png", "loop.png"}
+    assert all("broken symlink" in why for _, why in skipped)

@@ -312,3 +312,26 @@ def test_eval_on_the_checkpoints_own_pooled_set_scores_only_what_training_held_o
     whole = evaluate(compose_train([f"ckpt_path={ckpt}", *common, "split=whole", f"output_dir={tmp_path / 'e2'}"],
                                    config="eval"))
     assert whole["data"]["test"] == 30
+
+
+def test_calibrate_any_checkpoint_on_the_data_it_was_trained_with(trained, tmp_path):
+    import shutil
+
+    ck = tmp_path / "copy.ckpt"
+    shutil.copy(trained["ckpt"], ck)
+    r = aidetect("calibrate", ck, "--out", tmp_path / "cal")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    hp = torch.load(ck, weights_only=True)["hyper_parameters"]
+    assert hp["threshold"] == pytest.approx(report["calibration"]["threshold"])
+    assert report["calibration"]["n_val"] == trained["metrics"]["data"]["val"]  # the same validation split
+    assert (tmp_path / "cal/reliability.png").is_file()
+
+
+def test_test_ckpt_last_stores_the_calibration_in_last_ckpt(tmp_path):
+    root = make_folder(tmp_path / "ds", 10)
+    m = train(compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
+                             "data.image_size=[32,32]", "model=seed_cifake_cnn", "trainer.max_epochs=1", "test_ckpt=last",
+                             "trainer.enable_progress_bar=false", "logger=none", f"output_dir={tmp_path / 'run'}"]))
+    hp = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["hyper_parameters"]
+    assert hp["temperature"] == pytest.approx(m["calibration"]["calibration"]["temperature"])

@@ -76,13 +76,14 @@ def inspect_file(path: str) -> dict:
 def collect(folder: Path) -> list[dict]:
     from aidetect.data.folder import find_layout
 
-    layout = find_layout(folder)
+    listing: list = []
+    layout = find_layout(folder, listing)
     items = [(split, str(p), label) for split, files in layout.items() for p, label in files]
     with ProcessPoolExecutor(os.cpu_count() or 1) as ex:
         rows = list(ex.map(inspect_file, [p for _, p, _ in items], chunksize=max(1, len(items) // 64 or 1)))
     for (split, _, label), row in zip(items, rows):
         row.update(split=split, label=label)
-    return rows
+    return rows + [{"path": p, "error": f"not used: {why}", "split": "-", "label": -1, "bytes": 0} for p, why in listing]
 
 
 def _top(counter: Counter, n=3) -> str:

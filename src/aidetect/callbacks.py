@@ -26,7 +26,8 @@ class ResumeState(L.Callback):
         version, state, py_gauss = random.getstate()
         return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
                                                           has_gauss, gauss],
-                "python": [version, torch.tensor(state, dtype=torch.int64), py_gauss]}
+                "python": [version, torch.tensor(state, dtype=torch.int64), py_gauss],
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}  # augment draws there
 
     def load_state_dict(self, state):
         # Applied at once: Lightning restores callbacks before configure_optimizers, whose
@@ -39,6 +40,9 @@ class ResumeState(L.Callback):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         version, py_state, py_gauss = state["python"]
         random.setstate((version, tuple(py_state.tolist()), py_gauss))
+        cuda = state.get("cuda") or []
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
 
 
 class EpochStats(L.Callback):

@@ -64,8 +64,10 @@ def evaluate(cfg: DictConfig) -> dict:
     trained_data = (model.run_config or {}).get("data") or {}
     if split == "auto":  # the checkpoint's own pooled set (data=faces), split by its seed: what it held out
         split = "held_out" if data_cfg.get("pool") and trained_data.get("name") == data_cfg.get("name") else "whole"
-    if split == "held_out" and "split_seed" in trained_data:
-        data_cfg.split_seed = trained_data["split_seed"]  # the training run's, resolved when it ran
+    if split == "held_out":  # every setting that shapes the split as the training run had it (resolved then)
+        for key in ("split_seed", "test_fraction", "val_fraction", "dedup", "min_side", "pool"):
+            if key in trained_data and key in data_cfg:
+                data_cfg[key] = trained_data[key]
     datamodule = build_datamodule(data_cfg, default_size=model.input_size)
     if given is None:
         datamodule.prepare_data()

@@ -63,27 +63,27 @@ def add_web(sub) -> None:
 def cmd_calibrate(args) -> int:
     import json
 
+    from omegaconf import OmegaConf
+
     from aidetect.calibrate import calibrate_and_score
-    from aidetect.config import compose
+    from aidetect.config import ConfigError, compose
     from aidetect.module import load_detector
     from aidetect.train import build_datamodule
 
     ckpt = Path(args.ckpt)
     model = load_detector(ckpt)
-    trained = model.run_config or {}
-    overrides = list(args.overrides)
-    if not any(o.startswith("data=") for o in overrides) and "data" in trained:
-        # the checkpoint's own data settings, so its validation split is the one it was selected on
-        overrides = [f"data={trained.get('data', {}).get('name', 'cifake')}"] + overrides
-    if not any(o.startswith("seed=") for o in overrides) and trained.get("seed") is not None:
-        overrides.append(f"seed={trained['seed']}")
-    cfg = compose("train", overrides)
-    if not any(o.startswith("data.") for o in args.overrides) and trained.get("data"):
-        for k, v in trained["data"].items():  # archive, root, fraction, split seed... as trained
-            if k in cfg.data and k != "view_defaults":
-                cfg.data[k] = v
-    cfg.data.image_size, cfg.data.resize = list(model.input_size), model.hparams.resize
-    dm = build_datamodule(cfg.data, default_size=model.input_size)
+    trained = (model.run_config or {}).get("data")
+    if any(o.startswith("data=") for o in args.overrides):  # another dataset, composed as on the command line
+        data = compose("train", list(args.overrides)).data
+    elif trained:  # the data the checkpoint was trained on, resolved as it ran (root, split seed...)
+        data = OmegaConf.create(trained)
+        data = OmegaConf.merge(data, OmegaConf.from_dotlist([o[len("data."):] for o in args.overrides
+                                                              if o.startswith("data.")]))
+    else:
+        raise ConfigError(f"{ckpt} does not record its training data; name one, e.g. data=faces or "
+                          f"data=folder data.root=/my/images")
+    data.image_size, data.resize = list(model.input_size), model.hparams.resize
+    dm = build_datamodule(data, default_size=model.input_size)
     dm.prepare_data()
     dm.setup("fit")
     out = Path(args.out) if args.out else ckpt.parent / f"calibration-{ckpt.stem}"

@@ -147,8 +147,11 @@ def calibrate_tested(cfg, trainer, model: Detector, datamodule, out: Path, use) 
     from aidetect.calibrate import calibrate_and_score
 
     ckpt = trainer.checkpoint_callback
-    path = Path(ckpt.best_model_path) if use == "best" else \
-        Path(ckpt.last_model_path) if ckpt is not None and ckpt.last_model_path else None
+    if use == "best":
+        path = Path(ckpt.best_model_path)
+    else:  # the final weights: the "last" callback's file (configs/callbacks/default.yaml), if one was written
+        lasts = [Path(c.best_model_path) for c in trainer.checkpoint_callbacks if c.filename == "last" and c.best_model_path]
+        path = lasts[0] if lasts else None
     scored = load_detector(path) if use == "best" else model  # exactly the weights a user will load
     splits = {"val": datamodule.splits["val"], "test": datamodule.splits["test"] if cfg.get("test") else None}
     result = calibrate_and_score(scored, splits, out, path, title=datamodule.name)

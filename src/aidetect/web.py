@@ -93,7 +93,7 @@ def build_app(model, ckpt_name: str = "default detector"):
         with gr.Row():
             files = gr.File(label="images", file_count="multiple", type="filepath", elem_id="upload")
             with gr.Column():
-                threshold = gr.Slider(0, 1, value=float(hp.threshold), step=0.001,
+                threshold = gr.Slider(0, 1, value=float(hp.threshold), step=1e-6,
                                       label="threshold on P(FAKE) (default: fitted on validation)")
                 button = gr.Button("Score", variant="primary", elem_id="score-button")
         scores = gr.Textbox(label="scores (file, P(FAKE), label)", lines=4, elem_id="scores", interactive=False)

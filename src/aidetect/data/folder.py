@@ -447,8 +447,14 @@ class FolderDataModule(L.LightningDataModule):
         ds = self.splits[split]
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.world_size > 1:  # DDP: each rank its own disjoint share
+            if getattr(trainer._accelerator_connector, "use_distributed_sampler", False):
+                raise ConfigError("several devices with Lightning's distributed sampler would shard the data twice: "
+                                  "use trainer=ddp (it sets trainer.use_distributed_sampler=false), e.g. "
+                                  "trainer=ddp trainer.accelerator=gpu trainer.devices=4")
+            import os  # the run's seed (seed_everything sets it), so each seed of a sweep shuffles differently
+
             sampler = ShardSampler(len(ds), self.batch_size, trainer.global_rank, trainer.world_size, shuffle,
-                                   seed=self.split_seed)
+                                   seed=int(os.environ.get("PL_GLOBAL_SEED", self.split_seed)))
         else:
             base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
             sampler = BatchSampler(base, self.batch_size, False)

@@ -37,7 +37,10 @@ def listing_problem(p: Path, root: Path) -> str | None:
     if p.name.startswith("."):
         return "hidden file (name starts with a dot)"
     if p.is_symlink():
-        target = p.resolve()
+        try:
+            target = p.resolve(strict=True)
+        except (OSError, RuntimeError):  # dangling, or a loop
+            return "broken symlink (its target does not exist or loops)"
         if not target.is_relative_to(root.resolve()):
             return f"symlink pointing outside the data folder (to {target})"
     if p.is_dir():

@@ -98,7 +98,8 @@ class Collector:
             r = self._get_once(url, **kw)
             if not r.is_redirect:
                 return r
-            url = urljoin(url, r.headers.get("Location", ""))
+            url = urljoin(r.url, r.headers.get("Location", ""))  # the Location already has its own query
+            kw.pop("params", None)
             r.close()
         raise Reject(f"more than {self.MAX_REDIRECTS} redirects")
 

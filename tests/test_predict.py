@@ -192,9 +192,10 @@ def test_predict_exit_codes_only_for_real_errors(trained, tmp_path):
 
 
 def test_small_images_warn_far_from_training_resolution(trained, tmp_path):
-    Image.new("RGB", (6, 6), (10, 20, 30)).save(tmp_path / "tiny.png")
-    r = aidetect("predict", "--ckpt", trained["ckpt"], tmp_path / "tiny.png")
-    assert r.returncode == 0 and "upscaled 5.3x" in r.stdout
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "tiny.png")  # the smallest side predict takes
+    Image.new("RGB", (6, 6), (10, 20, 30)).save(tmp_path / "tinier.png")
+    r = aidetect("predict", "--ckpt", trained["ckpt"], tmp_path / "tiny.png", tmp_path / "tinier.png")
+    assert r.returncode == 0 and "upscaled 4.0x" in r.stdout and "smaller than the minimum side of 8 px" in r.stdout
 
 
 def test_eval_per_image_probabilities_equal_predict(trained, tmp_path):

@@ -33,7 +33,7 @@ from aidetect.data.images import IMAGE_EXTS, MIN_SIDE, _array, fit_image, listin
 log = logging.getLogger(__name__)
 
 COLUMNS = ["path", "p_fake", "label", "threshold", "width", "height", "warning", "skipped"]
-FAR_FROM_TRAINING = 4.0  # warn when an image is scaled by more than this to reach the input size
+FAR_FROM_TRAINING = 4.0  # warn when an image is scaled by this much or more to reach the input size
 NAMES = {v: k for k, v in LABELS.items()}
 
 
@@ -89,9 +89,9 @@ def scale_warning(orig, size) -> str:
     w, h = orig
     up = max(size[0] / h, size[1] / w)
     down = max(h / size[0], w / size[1])
-    if up > FAR_FROM_TRAINING:
+    if up >= FAR_FROM_TRAINING:
         return f"upscaled {up:.1f}x to the model's {size[0]}x{size[1]}: far from the training resolution"
-    if down > FAR_FROM_TRAINING:
+    if down >= FAR_FROM_TRAINING:
         return f"downscaled {down:.1f}x to the model's {size[0]}x{size[1]}: far from the training resolution"
     return ""
 

@@ -20,16 +20,8 @@ from aidetect.module import load_detector
 from aidetect.predict import load_image
 from aidetect.robustness import corrupt
 from aidetect.train import build_datamodule, train
-from conftest import ROOT, compose_train, make_image
-
-
-def make_folder(root, n, size=(40, 40), seed=0, splits=("train", "val", "test")):
-    rng = np.random.default_rng(seed)
-    for split in splits:
-        for cls, label in (("REAL", 0), ("FAKE", 1)):
-            for i in range(n):
-                make_image(root / split / cls / f"{cls}_{i}.png", label, rng, size)
-    return root
+from conftest import ROOT, compose_train
+from test_inference import make_folder  # noqa: F401  (also used by test_web)
 
 
 @pytest.fixture(scope="module")

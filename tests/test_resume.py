@@ -1,5 +1,5 @@
 """Interrupted training resumes exactly: SIGKILL after epoch 2 of 4 (a fault-injection point,
-not a timer), resume from last.ckpt, and the final weights and per-epoch metrics equal an
+not a timer), resume (from last.ckpt, or by re-running the same command with skip_done=true), and the final weights and per-epoch metrics equal an
 uninterrupted run's. A kill in the middle of a checkpoint save leaves the previous one loadable."""
 
 import json
@@ -8,6 +8,7 @@ import os
 import torch
 
 from aidetect.module import load_detector
+from aidetect.train import resumable
 from conftest import run_script
 
 
@@ -37,16 +38,20 @@ def test_sigkill_after_epoch_2_then_resume_equals_an_uninterrupted_run(tmp_path,
     assert killed.returncode == -9  # SIGKILL: no cleanup ran
     last = tmp_path / "killed/checkpoints/last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 1 and not (tmp_path / "killed/metrics.json").exists()
-    resumed = run(tmp_path, kaggle_dir, "resumed", f"ckpt_path={last}")
+    # another setting's last.ckpt is never picked up by skip_done; this job's is
+    assert resumable(tmp_path / "killed", "0" * 16) is None
+    # the same command again, as a stopped sweep is re-run: skip_done finds the job's own last.ckpt
+    resumed = run(tmp_path, kaggle_dir, "killed", "skip_done=true")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming this job from" in resumed.stderr + resumed.stdout
 
     a = torch.load(tmp_path / "full/checkpoints/last.ckpt", weights_only=True)
-    b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "killed/checkpoints/last.ckpt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
     for k, v in a["state_dict"].items():  # the (EMA-averaged) weights, bit for bit
         assert torch.equal(v, b["state_dict"][k]), k
     ma = json.loads((tmp_path / "full/metrics.json").read_text())
-    mb = json.loads((tmp_path / "resumed/metrics.json").read_text())
+    mb = json.loads((tmp_path / "killed/metrics.json").read_text())
     assert [e["epoch"] for e in mb["epochs"]] == [1, 2, 3, 4]  # the whole history, not the resumed part
     assert mb["val_acc_per_epoch"] == ma["val_acc_per_epoch"]
     assert mb["test"]["acc"] == ma["test"]["acc"]

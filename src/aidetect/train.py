@@ -159,6 +159,24 @@ def calibrate_tested(cfg, trainer, model: Detector, datamodule, out: Path, use) 
     return result
 
 
+def resumable(out: Path, sha: str) -> str | None:
+    """The job folder's last.ckpt when it was written by this same job (same config hash): a sweep
+    stopped mid-job goes on from its last finished epoch instead of starting that job again."""
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        meta = torch.load(last, map_location="cpu", weights_only=True).get("aidetect") or {}
+    except Exception as e:  # a damaged file: train from scratch rather than fail the sweep
+        log.warning("skip_done: %s cannot be read (%s); training this job from the start", last, e)
+        return None
+    if config_sha(OmegaConf.create(meta.get("run_config") or {})) != sha:
+        log.warning("skip_done: %s belongs to another setting; training this job from the start", last)
+        return None
+    log.info("skip_done: resuming this job from %s", last)
+    return str(last)
+
+
 def train(cfg: DictConfig) -> dict:
     spec, net_cls = check_settings(cfg)
     done, sha = output_dir(cfg) / "metrics.json", config_sha(cfg)
@@ -172,6 +190,7 @@ def train(cfg: DictConfig) -> dict:
             log.info("skip_done: %s holds this job's result, not training again", done)
             return old
         log.warning("skip_done: %s holds another setting's result; training this job again", done)
+    ckpt_path = cfg.get("ckpt_path") or (resumable(output_dir(cfg), sha) if cfg.get("skip_done") else None)
     datamodule = build_datamodule(cfg.data, net_cls.default_input_size)  # checks the data settings
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +219,7 @@ def train(cfg: DictConfig) -> dict:
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                       default_root_dir=str(out), plugins=[AtomicCheckpointIO()])
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     results, use = {}, None
     if cfg.get("test"):
         ckpt = trainer.checkpoint_callback  # the first one: best by val/acc

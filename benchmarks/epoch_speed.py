@@ -1,114 +1,342 @@
-"""Epoch speed against the model's own limit, on this machine.
+"""Training and inference speed against the limit, on this machine, in one process.
 
-    python benchmarks/epoch_speed.py --cache data/cifake/cache/raw-train-<key>.pt   # the CIFAKE train split
-    python benchmarks/epoch_speed.py --train 8000 --val 2000      # synthetic data, quicker
+    python benchmarks/epoch_speed.py --archive ../shared/data/cifake.zip --fraction 0.25 --repeats 2
+    python benchmarks/epoch_speed.py --sections settings --settings fused,compile   # only some rows
+    python benchmarks/epoch_speed.py --quick          # a small smoke run of every section
 
-"Limit" is the smallest possible epoch: a bare PyTorch loop of forward + backward + Adam
-over uint8 tensors already in memory (same model, view and batch size), plus the
-validation forward passes; measured with the plain NCHW layout the original used
-("limit_nchw") and with the channels_last layout this project trains in ("limit"). "Framework" is one real epoch through train.py's code path
-(Lightning, torchmetrics, logging, checkpointing), timed by the same EpochStats callback
-that writes metrics.json. The ratio is the framework's overhead.
+Sections (each row also reports its peak RSS growth, sampled every 5 ms):
+  train     "limit" = a bare PyTorch loop over the data module's own uint8 tensors in memory
+            (forward, backward, the model's own optimizer and schedule, then the validation
+            forward; channels-last, as the framework trains) against "framework" = train.py's
+            real path for one epoch (default callbacks and TensorBoard logger, no test), timed
+            by the EpochStats callback that writes metrics.json; models seed_cifake_cnn and the
+            SmallResNet of experiment=best_cifake, batch 32 and 256, view none.
+  settings  the framework with speed settings (foreach/fused optimizer, threads=1, compile=true)
+            against the same limit, seed CNN at batch 32; validation accuracy beside each, to
+            check that the setting leaves it unchanged (within 0.003 of the default run).
+  peer      the original's loading: torchvision ImageFolder + PIL + ToTensor, one process,
+            NCHW seed CNN, batch 32, over the same training and validation files.
+  decode    1344x768 JPEGs (made from the StyleGAN2 faces) decoded to 256x256 per second, by the
+            framework's decode path and with PIL's JPEG draft mode, against the faces model's
+            training and inference images/s at 256x256.
+  infer     P(FAKE) images/s, eager PyTorch against the exported ONNX graph (onnxruntime).
+Repeats alternate the rows, so drift in machine speed hits all alike; the table reports the
+median and the spread. Ratios are within one run; this machine is noisy.
 """
 
 import argparse
+import contextlib
 import json
+import os
+import platform
+import statistics
+import sys
 import tempfile
+import threading
 import time
-
 from pathlib import Path
 
 import torch
-import yaml
-
-from aidetect.callbacks import EpochStats
-from aidetect.data.folder import FolderDataModule, InMemoryImages
-from aidetect.module import Detector
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+MODELS = {"seed_cnn": ["model=seed_cifake_cnn"], "small_resnet": ["model=small_resnet"]}  # best_cifake's net
+SETTINGS = {"default": [], "foreach": ["+model.optimizer.foreach=true"], "fused": ["+model.optimizer.fused=true"],
+            "threads1": ["threads=1"], "compile": ["compile=true"]}
 
 
-def make_model(model: str, view: str, factor: float, channels_last=True) -> Detector:
-    cfg = yaml.safe_load((ROOT / "configs/model" / f"{model}.yaml").read_text())
-    spec = {"name": view, **({"saturation_factor": factor} if "saturat" in view else {})}
-    return Detector(net=cfg["net"], view=spec, optimizer=cfg.get("optimizer"), channels_last=channels_last)
+class PeakRSS:
+    """Peak resident memory growth (MB) of this process while the block runs."""
+
+    def __enter__(self):
+        self.page, self.stop, self.start = os.sysconf("SC_PAGE_SIZE"), False, self.rss()
+        self.peak = self.start
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def rss(self):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _watch(self):
+        while not self.stop:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join()
+        self.mb = round((max(self.peak, self.rss()) - self.start) / 2**20, 1)
 
 
-def bare_epoch(model: Detector, train: InMemoryImages, val: InMemoryImages, bs: int) -> float:
-    """The model's own limit; the input layout follows the model's (channels_last or not)."""
+def compose(args, *overrides):
+    from conftest import compose_train
+
+    return compose_train([f"data.archive={args.archive}", f"data.data_dir={args.data_dir}",
+                          f"data.fraction={args.fraction}", "trainer.max_epochs=1",
+                          "trainer.enable_progress_bar=false", "test=false", "calibrate=false", *overrides])
+
+
+_DATA = {}
+
+
+def datamodule(cfg):
+    from aidetect.train import build_datamodule
+
+    if cfg.data.fraction not in _DATA:
+        dm = build_datamodule(cfg.data, (32, 32))
+        dm.prepare_data(), dm.setup("fit")
+        _DATA[cfg.data.fraction] = dm
+    return _DATA[cfg.data.fraction]
+
+
+def detector(cfg, channels_last=True):
+    from aidetect.module import Detector
+    from aidetect.train import plain
+
+    return Detector(net=plain(cfg.model.net), view={"name": "none"}, optimizer=plain(cfg.model.optimizer),
+                    scheduler=plain(cfg.model.get("scheduler")), input_size=(32, 32), channels_last=channels_last,
+                    label_smoothing=cfg.model.get("label_smoothing", 0.0))
+
+
+def limit_epoch(cfg, channels_last=True) -> dict:
+    """The bare loop; the same model, optimizer, schedule, loss, batch size and images as the framework."""
+    from aidetect.module import build_recipe
+
+    dm = datamodule(cfg)
+    train, val, bs = dm.splits["train"], dm.splits["val"], cfg.data.batch_size
+    torch.manual_seed(cfg.seed)
+    model = detector(cfg, channels_last)
+    steps = -(-len(train) // bs)
+    recipe = build_recipe(model.hparams.optimizer, model.hparams.scheduler, model.parameters(), total_steps=steps)
+    opt, sched = (recipe["optimizer"], recipe["lr_scheduler"]["scheduler"]) if isinstance(recipe, dict) else (recipe, None)
+    eps = model.hparams.label_smoothing
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        model.train()
+        for idx in torch.randperm(len(train)).split(bs):
+            x, y = train[idx]
+            loss = model.loss(model(x), y.float() * (1 - eps) + 0.5 * eps)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+        model.eval()
+        with torch.no_grad():
+            for idx in torch.arange(len(val)).split(bs):
+                model(val[idx][0])
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "images_per_second": (len(train) + len(val)) / seconds, "peak_rss_mb": mem.mb}
+
+
+def framework_epoch(cfg) -> dict:
+    from aidetect.train import train
+
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as out, PeakRSS() as mem, open(os.devnull, "w") as quiet, \
+            contextlib.redirect_stdout(quiet):  # Lightning's model summary, not the results
+        cfg.output_dir = out
+        m = train(cfg)
+    torch.set_num_threads(threads)  # threads=1 must not leak into the next row
+    e = m["epochs"][0]
+    return {"seconds": e["seconds"], "images_per_second": e["images_per_second"], "val_acc": e.get("val/acc"),
+            "peak_rss_mb": mem.mb}
+
+
+def peer_epoch(cfg) -> dict:
+    """The original project's loading: ImageFolder + PIL, decoded every epoch, NCHW, no cache."""
+    from torchvision import datasets, transforms
+
+    dm = datamodule(cfg)
+    keep = {s: {str(dm.root / n) for n in dm.splits[s].names} for s in ("train", "val")}
+    loaders = {}
+    for s in ("train", "val"):
+        ds = datasets.ImageFolder(str(dm.root / "train"), transform=transforms.ToTensor(),
+                                  is_valid_file=keep[s].__contains__)
+        ds.target_transform = lambda c, fake=ds.class_to_idx["FAKE"]: int(c == fake)  # FAKE = 1, not folder sort
+        loaders[s] = torch.utils.data.DataLoader(ds, batch_size=cfg.data.batch_size, shuffle=s == "train")
+    torch.manual_seed(cfg.seed)
+    model = detector(cfg, channels_last=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    t0 = time.perf_counter()
-    model.train()
-    for idx in torch.randperm(len(train)).split(bs):
-        x, y = train[idx]
-        loss = loss_fn(model(x), y.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        model.train()
+        for x, y in loaders["train"]:
+            loss = model.loss(model(x), y.float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            for x, _ in loaders["val"]:
+                model(x)
+        seconds = time.perf_counter() - t0
+    n = len(loaders["train"].dataset) + len(loaders["val"].dataset)
+    return {"seconds": seconds, "images_per_second": n / seconds, "peak_rss_mb": mem.mb}
+
+
+def decode_rates(args, n=48) -> dict:
+    """High resolution: decoding 1344x768 JPEG to 256x256 against the faces model's speed there."""
+    import zipfile
+
+    from PIL import Image
+
+    from aidetect.data.images import _decode
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(args.faces) as z:
+        names = [m for m in z.namelist() if m.lower().endswith((".jpg", ".jpeg", ".png"))][:n]
+        paths = []
+        for i, m in enumerate(names):
+            with z.open(m) as f:
+                p = Path(tmp) / f"{i}.jpg"
+                Image.open(f).convert("RGB").resize((1344, 768), Image.BICUBIC).save(p, quality=90)
+                paths.append(p)
+        t0 = time.perf_counter()
+        for p in paths:
+            _decode((str(p), (256, 256), "center_crop", 8))
+        out["decode_framework"] = len(paths) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for p in paths:
+            with Image.open(p) as im:
+                im.draft("RGB", (455, 256))  # DCT scaling to >= the covering size, then the same resize
+                im.convert("RGB").resize((455, 256), Image.BILINEAR).crop((99, 0, 355, 256))
+        out["decode_pil_draft"] = len(paths) / (time.perf_counter() - t0)
+    from aidetect.module import Detector
+    from aidetect.train import plain
+    from conftest import compose_train
+
+    cfg = compose_train(["experiment=best_faces"])
+    model = Detector(net=plain(cfg.model.net), input_size=(256, 256))
+    opt = torch.optim.AdamW(model.parameters())
+    x, y = torch.randint(0, 256, (32, 3, 256, 256), dtype=torch.uint8), torch.randint(0, 2, (32,))
+    for _ in range(2):  # warm-up, then timed
+        t0 = time.perf_counter()
+        model.train()
+        loss = model.loss(model(x), y.float())
+        opt.zero_grad(), loss.backward(), opt.step()
+        out["faces_model_train"] = len(x) / (time.perf_counter() - t0)
+    out["faces_model_infer"] = infer_rates(model, 64, onnx=False)["eager"]
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def infer_rates(model, n=1024, onnx=True, batch=256) -> dict:
+    from aidetect.export import export_onnx
+
+    x = torch.randint(0, 256, (n, 3, *model.input_size), dtype=torch.uint8)
     model.eval()
-    with torch.no_grad():
-        for idx in torch.arange(len(val)).split(bs):
-            model(val[idx][0])
-    return time.perf_counter() - t0
+    out = {}
+    with torch.no_grad(), PeakRSS() as mem:
+        model.predict_proba(x[:batch], batch)  # warm-up (in the memory figure, not the time)
+        t0 = time.perf_counter()
+        model.predict_proba(x, batch)
+        out["eager"] = n / (time.perf_counter() - t0)
+    out["eager_peak_rss_mb"] = mem.mb
+    if onnx:
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as tmp:
+            sess = ort.InferenceSession(str(export_onnx(model, Path(tmp) / "m.onnx")))
+            xs = x.numpy()
+            with PeakRSS() as mem:
+                sess.run(None, {"images": xs[:batch]})  # warm-up
+                t0 = time.perf_counter()
+                for i in range(0, n, batch):
+                    sess.run(None, {"images": xs[i:i + batch]})
+                out["onnx"] = n / (time.perf_counter() - t0)
+            out["onnx_peak_rss_mb"] = mem.mb
+    return {k: round(v, 1) for k, v in out.items()}
 
 
-class Fixed(FolderDataModule):
-    """The framework's data module over tensors already in memory."""
-
-    def __init__(self, splits, **kw):
-        super().__init__(**kw)
-        self.splits = splits
-
-    def _check_root(self, root, hint):
-        pass
-
-
-def framework_epoch(view, factor, splits, bs, arch) -> float:
-    import lightning as L
-    stats = EpochStats()
-    with tempfile.TemporaryDirectory() as d:
-        trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=L.pytorch.loggers.TensorBoardLogger(d),
-                            callbacks=[stats], enable_progress_bar=False, num_sanity_val_steps=0,
-                            enable_model_summary=False, default_root_dir=d, log_every_n_steps=50)
-        trainer.fit(make_model(arch, view, factor), datamodule=Fixed(splits, batch_size=bs))
-    return stats.epochs[0]["seconds"]
+def summarise(rows: dict) -> dict:
+    return {k: {"median_images_per_second": round(statistics.median(r["images_per_second"] for r in v), 1),
+                "all_images_per_second": [round(r["images_per_second"], 1) for r in v],
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in v),
+                **({"val_acc": [r["val_acc"] for r in v]} if "val_acc" in v[0] else {})}
+            for k, v in rows.items()}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cache", help="a CIFAKE cache file (train split is used)")
-    p.add_argument("--train", type=int, default=80000)
-    p.add_argument("--val", type=int, default=20000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--view", default="inverted_saturated")
-    p.add_argument("--factor", type=float, default=500)
-    p.add_argument("--arch", default="seed_cifake_cnn", help="a configs/model/ name")
-    p.add_argument("--repeats", type=int, default=2, help="alternate bare/framework runs; best of each")
+    p.add_argument("--archive", default=str(ROOT.parent / "shared/data/cifake.zip"))
+    p.add_argument("--faces", default=str(ROOT.parent / "shared/data/faces_stylegan2_300.zip"))
+    p.add_argument("--data-dir", default=str(ROOT / "data"))
+    p.add_argument("--fraction", type=float, default=0.25, help="share of CIFAKE's training pool per epoch")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--sections", default="train,settings,peer,decode,infer")
+    p.add_argument("--models", default="seed_cnn,small_resnet")
+    p.add_argument("--batch-sizes", default="32,256")
+    p.add_argument("--settings", default="foreach,fused,threads1,compile")
+    p.add_argument("--quick", action="store_true", help="a tiny fraction, one repeat: checks that every row runs")
+    p.add_argument("--out", help="also write the results as JSON here")
     a = p.parse_args()
-    torch.manual_seed(0)
-    n = a.train + a.val
-    if a.cache:
-        c = torch.load(a.cache, weights_only=True)
-        c = c.get("train", c)  # a split cache file, or an old all-splits cache
-        images, labels = c["images"][:n], c["labels"][:n]
-    else:
-        images, labels = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 2, (n,))
-    ds = InMemoryImages(images, labels)
-    splits = {"train": ds.subset(torch.arange(a.train)), "val": ds.subset(torch.arange(a.train, n))}
-    bares, bares_nchw, fws = [], [], []
-    for _ in range(a.repeats):  # alternating, so drift in machine speed hits all alike
-        for cl, out in ((False, bares_nchw), (True, bares)):
-            model = make_model(a.arch, a.view, a.factor, channels_last=cl)
-            out.append(bare_epoch(model, splits["train"], splits["val"], a.batch_size))
-        fws.append(framework_epoch(a.view, a.factor, splits, a.batch_size, a.arch))
-    bare, fw = min(bares), min(fws)
-    print(json.dumps({"train_images": a.train, "val_images": a.val, "batch_size": a.batch_size, "view": a.view,
-                      "threads": torch.get_num_threads(),
-                      "limit_seconds_nchw": round(min(bares_nchw), 2), "limit_seconds": round(bare, 2),
-                      "framework_seconds": round(fw, 2),
-                      "all_limit_nchw": [round(b, 2) for b in bares_nchw], "all_limit": [round(b, 2) for b in bares], "all_framework": [round(f, 2) for f in fws],
-                      "overhead": f"{fw / bare - 1:+.1%}"}, indent=2))
+    if a.quick:
+        a.fraction, a.repeats = 0.01, 1
+    import logging
+    import warnings
+
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    sections = a.sections.split(",")
+    header = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}",
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "fraction": a.fraction,
+              "repeats": a.repeats, "view": "none"}
+    print("# " + json.dumps(header), flush=True)
+    rows: dict[str, list] = {}
+
+    def add(name, r):
+        rows.setdefault(name, []).append(r)
+        print(f"{name:40} {r['images_per_second']:8.1f} images/s  {r['seconds']:7.1f} s  peak RSS +{r['peak_rss_mb']} MB"
+              + (f"  val/acc {r['val_acc']:.4f}" if r.get("val_acc") is not None else ""), flush=True)
+
+    datamodule(compose(a))  # decoded once, outside every timing
+    for rep in range(a.repeats):
+        if "train" in sections:
+            for m in a.models.split(","):
+                for bs in map(int, a.batch_sizes.split(",")):
+                    cfg = compose(a, *MODELS[m], f"data.batch_size={bs}")
+                    for kind in (("limit", "framework") if rep % 2 == 0 else ("framework", "limit")):
+                        add(f"{kind} {m} b{bs}", limit_epoch(cfg) if kind == "limit" else framework_epoch(cfg))
+        if "settings" in sections:
+            cfg = compose(a, *MODELS["seed_cnn"], "data.batch_size=32")
+            add("limit seed_cnn b32 (settings)", limit_epoch(cfg))
+            for s in ["default", *a.settings.split(",")]:
+                add(f"framework seed_cnn b32 {s}", framework_epoch(compose(a, *MODELS["seed_cnn"], "data.batch_size=32",
+                                                                          *SETTINGS[s])))
+        if "peer" in sections:
+            cfg = compose(a, *MODELS["seed_cnn"], "data.batch_size=32")
+            add("peer ImageFolder+PIL seed_cnn b32", peer_epoch(cfg))
+            add("limit seed_cnn b32 NCHW", limit_epoch(cfg, channels_last=False))
+    result = {"header": header, "rows": summarise(rows)}
+    if "decode" in sections:
+        result["decode"] = decode_rates(a)
+        print("decode:", json.dumps(result["decode"]), flush=True)
+    if "infer" in sections:
+        from aidetect.module import Detector
+        from aidetect.train import plain
+
+        for m in ("seed_cnn", "small_resnet"):
+            cfg = compose(a, *MODELS[m])
+            result.setdefault("infer", {})[m] = infer_rates(Detector(net=plain(cfg.model.net)))
+            print(f"infer {m}:", json.dumps(result["infer"][m]), flush=True)
+    r = result["rows"]
+    for key, row in r.items():  # "framework <model> b<batch> [setting]" against its own limit row
+        parts = key.split()
+        if parts[0] == "framework":
+            base = r.get(" ".join(["limit", *parts[1:3]]) + (" (settings)" if len(parts) > 3 else ""))
+        elif parts[0] == "peer":
+            base = r.get("limit seed_cnn b32 NCHW")
+        else:
+            continue
+        if base:
+            row["of_limit"] = round(row["median_images_per_second"] / base["median_images_per_second"], 3)
+    print(json.dumps(result, indent=1))
+    if a.out:
+        from aidetect.io import write_json
+
+        write_json(Path(a.out), result)
 
 
 if __name__ == "__main__":

@@ -303,3 +303,28 @@ def test_joblib_launcher_runs_a_sweep_in_parallel_processes_and_aggregates(tmp_p
     assert views == ["grayscale", "none"]
     results = (sweep / "results.md").read_text()
     assert "| none |" in results and "| grayscale |" in results
+
+
+def test_speed_settings_compile_and_threads_keep_the_job_and_its_checkpoint(tmp_path, kaggle_dir):
+    """compile (here with the cheap `eager` backend: inductor takes minutes on 2 cores, so the real
+    compiler is measured in benchmarks/epoch_speed.py, not here) and threads change how fast a job
+    runs, not which job it is: same config hash, and a checkpoint that loads without torch.compile."""
+    from aidetect.config import ConfigError
+    from aidetect.module import load_detector
+    from aidetect.train import config_sha
+
+    before = torch.get_num_threads()
+    fast = common(tmp_path, kaggle_dir) + ["trainer.max_epochs=1", "logger=none", f"output_dir={tmp_path / 'run'}"]
+    cfg = compose_train(fast + ["threads=1", "compile={backend: eager}"])
+    try:
+        m = train(cfg)
+        assert m["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    assert config_sha(cfg) == config_sha(compose_train(fast))
+    ck = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    assert not any("_orig_mod" in k for k in ck["state_dict"])
+    load_detector(tmp_path / "run/checkpoints/last.ckpt")
+    for bad, hint in (("threads=0", "threads=0"), ("compile=fast", "compile='fast'")):
+        with pytest.raises(ConfigError, match=hint):
+            train(compose_train(fast + [bad]))

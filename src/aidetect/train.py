@@ -82,6 +82,7 @@ def check_settings(cfg: DictConfig):
     net = build_network(net_spec, view.out_channels, size or net_cls.default_input_size)  # its own settings
     build_recipe(plain(cfg.model.get("optimizer")), plain(cfg.model.get("scheduler")), net.parameters())
     build_augment(plain(cfg.get("augment")))
+    speed_settings(cfg)
     if cfg.get("test_ckpt", "best") not in ("best", "last"):
         raise ConfigError(f"test_ckpt={cfg.test_ckpt!r}; valid: best, last")
     return view.spec(), net_cls
@@ -130,11 +131,16 @@ def write_skipped(out: Path, skipped) -> None:
 NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory"}
 
 
+# How fast a job runs, not what it computes (up to float rounding): never part of a job's identity.
+SPEED_SETTINGS = ("compile", "threads")
+
+
 def config_sha(cfg: DictConfig) -> str:
     """A hash of everything that decides a job's result (not where it writes or whether it skips)."""
     import hashlib
 
-    settings = {k: v for k, v in plain(cfg).items() if k not in ("output_dir", "skip_done", "task_name", "calibrate")}
+    settings = {k: v for k, v in plain(cfg).items() if k not in ("output_dir", "skip_done", "task_name", "calibrate",
+                                                                  *SPEED_SETTINGS)}
     for (group, key), value in NEUTRAL_SETTINGS.items():
         if isinstance(settings.get(group), dict) and settings[group].get(key) == value:
             settings[group] = {k: v for k, v in settings[group].items() if k != key}
@@ -177,6 +183,17 @@ def resumable(out: Path, sha: str) -> str | None:
     return str(last)
 
 
+def speed_settings(cfg: DictConfig) -> tuple[int | None, dict | None]:
+    """threads: torch's CPU thread count; compile: torch.compile the network in place (true, or
+    torch.compile's own settings, e.g. {mode: max-autotune}); the checkpoint keeps its plain keys."""
+    threads, spec = cfg.get("threads"), cfg.get("compile")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads={threads!r}: a whole number >= 1, or null for torch's default")
+    if spec and spec is not True and not isinstance(spec, DictConfig):
+        raise ConfigError(f"compile={spec!r}: true, false, or torch.compile settings like compile={{mode: max-autotune}}")
+    return threads, (None if not spec else {} if spec is True else plain(spec))
+
+
 def train(cfg: DictConfig) -> dict:
     spec, net_cls = check_settings(cfg)
     done, sha = output_dir(cfg) / "metrics.json", config_sha(cfg)
@@ -213,6 +230,12 @@ def train(cfg: DictConfig) -> dict:
     model.run_config = plain(cfg)  # saved inside each checkpoint
     model.provenance = provenance()
     log.info("model: %s", model.describe())
+    threads, compile_kwargs = speed_settings(cfg)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if compile_kwargs is not None:
+        model.net.compile(**compile_kwargs)
+        log.info("torch.compile %s: the first steps of each stage compile (in epoch 1's time)", compile_kwargs)
     stats = EpochStats()
     callbacks = [stats, ResumeState(), ViewGrid()] + [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]

@@ -250,6 +250,25 @@ def infer_rates(model, n=1024, onnx=True, batch=256) -> dict:
     return {k: round(v, 1) for k, v in out.items()}
 
 
+def profile_epoch(cfg) -> dict:
+    """Where a framework epoch's time goes beyond the model: own (tottime) seconds per package."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    r = framework_epoch(cfg)
+    prof.disable()
+    by = {}
+    for (file, _, _), (_, _, tottime, _, _) in pstats.Stats(prof).stats.items():
+        key = next((k for k in ("lightning_utilities", "lightning", "torchmetrics", "aidetect", "torch/optim",
+                                "torch/utils/data", "torch/nn", "torch") if f"/{k}/" in file), "builtin (torch ops, C)"
+                   if file == "~" else "other")
+        by[key] = by.get(key, 0.0) + tottime
+    return {"framework_seconds_under_profiler": round(r["seconds"], 2),
+            "own_seconds_by_package": {k: round(v, 2) for k, v in sorted(by.items(), key=lambda kv: -kv[1])}}
+
+
 def summarise(rows: dict) -> dict:
     return {k: {"median_images_per_second": round(statistics.median(r["images_per_second"] for r in v), 1),
                 "all_images_per_second": [round(r["images_per_second"], 1) for r in v],
@@ -269,6 +288,7 @@ def main():
     p.add_argument("--models", default="seed_cnn,small_resnet")
     p.add_argument("--batch-sizes", default="32,256")
     p.add_argument("--settings", default="foreach,fused,threads1,compile")
+    p.add_argument("--profile", action="store_true", help="also profile one framework epoch (seed CNN, batch 32)")
     p.add_argument("--quick", action="store_true", help="a tiny fraction, one repeat: checks that every row runs")
     p.add_argument("--out", help="also write the results as JSON here")
     a = p.parse_args()
@@ -321,6 +341,9 @@ def main():
             cfg = compose(a, *MODELS[m])
             result.setdefault("infer", {})[m] = infer_rates(Detector(net=plain(cfg.model.net)))
             print(f"infer {m}:", json.dumps(result["infer"][m]), flush=True)
+    if a.profile:
+        result["profile_seed_cnn_b32"] = profile_epoch(compose(a, *MODELS["seed_cnn"], "data.batch_size=32"))
+        print("profile:", json.dumps(result["profile_seed_cnn_b32"]), flush=True)
     r = result["rows"]
     for key, row in r.items():  # "framework <model> b<batch> [setting]" against its own limit row
         parts = key.split()

@@ -11,9 +11,10 @@ Sections (each row also reports its peak RSS growth, sampled every 5 ms):
             real path for one epoch (default callbacks and TensorBoard logger, no test), timed
             by the EpochStats callback that writes metrics.json; models seed_cifake_cnn and the
             SmallResNet of experiment=best_cifake, batch 32 and 256, view none.
-  settings  the framework with speed settings (foreach/fused optimizer, threads=1, compile=true)
-            against the same limit, seed CNN at batch 32; validation accuracy beside each, to
-            check that the setting leaves it unchanged (within 0.003 of the default run).
+  settings  the framework with speed settings (foreach/fused optimizer, threads=1, bf16 autocast,
+            compile=true) against the same limit, seed CNN at batch 32, 2 epochs each with the
+            second timed (compilation happens in the first); validation accuracy per epoch beside
+            each, to check that the setting leaves it unchanged (within 0.003 of the default run).
   peer      the original's loading: torchvision ImageFolder + PIL + ToTensor, one process,
             NCHW seed CNN, batch 32, over the same training and validation files.
   decode    1344x768 JPEGs (made from the StyleGAN2 faces) decoded to 256x256 per second, by the
@@ -36,13 +37,14 @@ import threading
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 MODELS = {"seed_cnn": ["model=seed_cifake_cnn"], "small_resnet": ["model=small_resnet"]}  # best_cifake's net
 SETTINGS = {"default": [], "foreach": ["+model.optimizer.foreach=true"], "fused": ["+model.optimizer.fused=true"],
-            "threads1": ["threads=1"], "compile": ["compile=true"]}
+            "threads1": ["threads=1"], "bf16": ["trainer.precision=bf16-mixed"], "compile": ["compile=true"]}
 
 
 class PeakRSS:
@@ -100,34 +102,36 @@ def detector(cfg, channels_last=True):
                     label_smoothing=cfg.model.get("label_smoothing", 0.0))
 
 
-def limit_epoch(cfg, channels_last=True) -> dict:
-    """The bare loop; the same model, optimizer, schedule, loss, batch size and images as the framework."""
+def limit_epoch(cfg, channels_last=True, epochs=1) -> dict:
+    """The bare loop; the same model, optimizer, schedule, loss, batch size and images as the
+    framework. With epochs > 1, the last epoch's time (steady state, as the settings rows)."""
     from aidetect.module import build_recipe
 
     dm = datamodule(cfg)
     train, val, bs = dm.splits["train"], dm.splits["val"], cfg.data.batch_size
     torch.manual_seed(cfg.seed)
     model = detector(cfg, channels_last)
-    steps = -(-len(train) // bs)
+    steps = -(-len(train) // bs) * epochs
     recipe = build_recipe(model.hparams.optimizer, model.hparams.scheduler, model.parameters(), total_steps=steps)
     opt, sched = (recipe["optimizer"], recipe["lr_scheduler"]["scheduler"]) if isinstance(recipe, dict) else (recipe, None)
     eps = model.hparams.label_smoothing
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
-        model.train()
-        for idx in torch.randperm(len(train)).split(bs):
-            x, y = train[idx]
-            loss = model.loss(model(x), y.float() * (1 - eps) + 0.5 * eps)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-        model.eval()
-        with torch.no_grad():
-            for idx in torch.arange(len(val)).split(bs):
-                model(val[idx][0])
-        seconds = time.perf_counter() - t0
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            model.train()
+            for idx in torch.randperm(len(train)).split(bs):
+                x, y = train[idx]
+                loss = model.loss(model(x), y.float() * (1 - eps) + 0.5 * eps)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+            model.eval()
+            with torch.no_grad():
+                for idx in torch.arange(len(val)).split(bs):
+                    model(val[idx][0])
+            seconds = time.perf_counter() - t0
     return {"seconds": seconds, "images_per_second": (len(train) + len(val)) / seconds, "peak_rss_mb": mem.mb}
 
 
@@ -140,9 +144,9 @@ def framework_epoch(cfg) -> dict:
         cfg.output_dir = out
         m = train(cfg)
     torch.set_num_threads(threads)  # threads=1 must not leak into the next row
-    e = m["epochs"][0]
-    return {"seconds": e["seconds"], "images_per_second": e["images_per_second"], "val_acc": e.get("val/acc"),
-            "peak_rss_mb": mem.mb}
+    e = m["epochs"][-1]  # with max_epochs > 1: the last epoch (steady state; compile happens in epoch 1)
+    return {"seconds": e["seconds"], "images_per_second": e["images_per_second"],
+            "val_acc": m["val_acc_per_epoch"] if len(m["epochs"]) > 1 else e.get("val/acc"), "peak_rss_mb": mem.mb}
 
 
 def peer_epoch(cfg) -> dict:
@@ -250,23 +254,40 @@ def infer_rates(model, n=1024, onnx=True, batch=256) -> dict:
     return {k: round(v, 1) for k, v in out.items()}
 
 
-def profile_epoch(cfg) -> dict:
-    """Where a framework epoch's time goes beyond the model: own (tottime) seconds per package."""
-    import cProfile
+class ProfileEpoch(L.Callback):
+    """Profiles the training epoch only (validation included, not the data loading before it);
+    named in the config, so train.py builds it like any other callback."""
+
+    last = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        import cProfile
+
+        ProfileEpoch.last = cProfile.Profile()
+        ProfileEpoch.last.enable()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        ProfileEpoch.last.disable()
+
+
+def profile_epoch(a) -> dict:
+    """Where a framework epoch's time goes: own (tottime) seconds per package, per step."""
     import pstats
 
-    prof = cProfile.Profile()
-    prof.enable()
+    cfg = compose(a, *MODELS["seed_cnn"], "data.batch_size=32", "+callbacks.profile._target_=__main__.ProfileEpoch")
     r = framework_epoch(cfg)
-    prof.disable()
     by = {}
-    for (file, _, _), (_, _, tottime, _, _) in pstats.Stats(prof).stats.items():
+    for (file, _, _), (_, _, tottime, _, _) in pstats.Stats(ProfileEpoch.last).stats.items():
         key = next((k for k in ("lightning_utilities", "lightning", "torchmetrics", "aidetect", "torch/optim",
                                 "torch/utils/data", "torch/nn", "torch") if f"/{k}/" in file), "builtin (torch ops, C)"
                    if file == "~" else "other")
         by[key] = by.get(key, 0.0) + tottime
-    return {"framework_seconds_under_profiler": round(r["seconds"], 2),
-            "own_seconds_by_package": {k: round(v, 2) for k, v in sorted(by.items(), key=lambda kv: -kv[1])}}
+    dm = datamodule(cfg)
+    steps = -(-len(dm.splits["train"]) // 32) + -(-len(dm.splits["val"]) // 32)
+    framework = sum(by.get(k, 0.0) for k in ("lightning", "lightning_utilities", "torchmetrics"))
+    return {"epoch_seconds_under_profiler": round(r["seconds"], 2), "steps": steps,
+            "own_seconds_by_package": {k: round(v, 2) for k, v in sorted(by.items(), key=lambda kv: -kv[1])},
+            "lightning_and_torchmetrics_ms_per_step": round(1000 * framework / steps, 3)}
 
 
 def summarise(rows: dict) -> dict:
@@ -275,6 +296,32 @@ def summarise(rows: dict) -> dict:
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in v),
                 **({"val_acc": [r["val_acc"] for r in v]} if "val_acc" in v[0] else {})}
             for k, v in rows.items()}
+
+
+def markdown(result: dict) -> str:
+    """The README's tables, from the results (never typed by hand)."""
+    lines = ["| row | images/s (median) | all repeats | of its limit | peak RSS growth (MB) | val/acc |",
+             "|---|---|---|---|---|---|"]
+    for k, v in result["rows"].items():
+        acc = v.get("val_acc")
+        acc = "" if acc is None else str(sorted({json.dumps(x) for x in acc})).replace("'", "").replace('"', "")
+        lines.append(f"| {k} | {v['median_images_per_second']} | {v['all_images_per_second']} | "
+                     f"{v.get('of_limit', '')} | {v['peak_rss_mb']} | {acc} |")
+    if "decode" in result:
+        lines += ["", "| decode and model at 256x256 (one process) | images/s |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in result["decode"].items()]
+    if "infer" in result:
+        lines += ["", "| inference, uint8 in, P(FAKE) out, batch 256 | eager images/s | ONNX Runtime images/s | "
+                  "eager peak RSS growth (MB) | ONNX peak RSS growth (MB) |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['eager']} | {v.get('onnx', '')} | {v['eager_peak_rss_mb']} | {v.get('onnx_peak_rss_mb', '')} |"
+                  for k, v in result["infer"].items()]
+    if "profile_seed_cnn_b32" in result:
+        prof = result["profile_seed_cnn_b32"]
+        lines += ["", f"Profile of one framework epoch (seed CNN, batch 32, {prof['steps']} steps, "
+                  f"{prof['epoch_seconds_under_profiler']} s under cProfile), own seconds per package: "
+                  + ", ".join(f"{k} {v}" for k, v in prof["own_seconds_by_package"].items())
+                  + f"; Lightning + torchmetrics: {prof['lightning_and_torchmetrics_ms_per_step']} ms per step."]
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -287,7 +334,7 @@ def main():
     p.add_argument("--sections", default="train,settings,peer,decode,infer")
     p.add_argument("--models", default="seed_cnn,small_resnet")
     p.add_argument("--batch-sizes", default="32,256")
-    p.add_argument("--settings", default="foreach,fused,threads1,compile")
+    p.add_argument("--settings", default="foreach,fused,threads1,bf16,compile")
     p.add_argument("--profile", action="store_true", help="also profile one framework epoch (seed CNN, batch 32)")
     p.add_argument("--quick", action="store_true", help="a tiny fraction, one repeat: checks that every row runs")
     p.add_argument("--out", help="also write the results as JSON here")
@@ -309,7 +356,7 @@ def main():
     def add(name, r):
         rows.setdefault(name, []).append(r)
         print(f"{name:40} {r['images_per_second']:8.1f} images/s  {r['seconds']:7.1f} s  peak RSS +{r['peak_rss_mb']} MB"
-              + (f"  val/acc {r['val_acc']:.4f}" if r.get("val_acc") is not None else ""), flush=True)
+              + (f"  val/acc {r['val_acc']}" if r.get("val_acc") is not None else ""), flush=True)
 
     datamodule(compose(a))  # decoded once, outside every timing
     for rep in range(a.repeats):
@@ -319,12 +366,11 @@ def main():
                     cfg = compose(a, *MODELS[m], f"data.batch_size={bs}")
                     for kind in (("limit", "framework") if rep % 2 == 0 else ("framework", "limit")):
                         add(f"{kind} {m} b{bs}", limit_epoch(cfg) if kind == "limit" else framework_epoch(cfg))
-        if "settings" in sections:
-            cfg = compose(a, *MODELS["seed_cnn"], "data.batch_size=32")
-            add("limit seed_cnn b32 (settings)", limit_epoch(cfg))
+        if "settings" in sections:  # 2 epochs each, the second one timed
+            two = [*MODELS["seed_cnn"], "data.batch_size=32", "trainer.max_epochs=2"]
+            add("limit seed_cnn b32 (settings)", limit_epoch(compose(a, *two), epochs=2))
             for s in ["default", *a.settings.split(",")]:
-                add(f"framework seed_cnn b32 {s}", framework_epoch(compose(a, *MODELS["seed_cnn"], "data.batch_size=32",
-                                                                          *SETTINGS[s])))
+                add(f"framework seed_cnn b32 {s}", framework_epoch(compose(a, *two, *SETTINGS[s])))
         if "peer" in sections:
             cfg = compose(a, *MODELS["seed_cnn"], "data.batch_size=32")
             add("peer ImageFolder+PIL seed_cnn b32", peer_epoch(cfg))
@@ -342,7 +388,7 @@ def main():
             result.setdefault("infer", {})[m] = infer_rates(Detector(net=plain(cfg.model.net)))
             print(f"infer {m}:", json.dumps(result["infer"][m]), flush=True)
     if a.profile:
-        result["profile_seed_cnn_b32"] = profile_epoch(compose(a, *MODELS["seed_cnn"], "data.batch_size=32"))
+        result["profile_seed_cnn_b32"] = profile_epoch(a)
         print("profile:", json.dumps(result["profile_seed_cnn_b32"]), flush=True)
     r = result["rows"]
     for key, row in r.items():  # "framework <model> b<batch> [setting]" against its own limit row
@@ -360,6 +406,7 @@ def main():
         from aidetect.io import write_json
 
         write_json(Path(a.out), result)
+        Path(a.out).with_suffix(".md").write_text(f"`{' '.join(sys.argv)}`\n\n{json.dumps(header)}\n\n" + markdown(result))
 
 
 if __name__ == "__main__":

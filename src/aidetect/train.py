@@ -128,7 +128,7 @@ def write_skipped(out: Path, skipped) -> None:
 
 # Settings added after results were recorded, at values that reproduce the old behaviour: left
 # out of the hash at these values, so finished sweep jobs stay finished when a setting is added.
-NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory"}
+NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory", ("trainer", "precision"): "32-true"}
 
 
 # How fast a job runs, not what it computes (up to float rounding): never part of a job's identity.

@@ -55,6 +55,17 @@ def test_sigkill_after_epoch_2_then_resume_equals_an_uninterrupted_run(tmp_path,
     assert [e["epoch"] for e in mb["epochs"]] == [1, 2, 3, 4]  # the whole history, not the resumed part
     assert mb["val_acc_per_epoch"] == ma["val_acc_per_epoch"]
     assert mb["test"]["acc"] == ma["test"]["acc"]
+    # one summary line per epoch, with that epoch's own train loss (not n/a, not the previous one's)
+    lines = [l for l in (full.stderr + full.stdout).splitlines() if "epoch " in l and "train/loss" in l]
+    assert len(lines) == 4 and not any("train/loss n/a" in l for l in lines), lines
+
+    # Killed after the last epoch's checkpoint but before metrics.json: skip_done resumes a fit with
+    # nothing left to train, and the report still lists every epoch.
+    (tmp_path / "full/metrics.json").unlink()
+    again = run(tmp_path, kaggle_dir, "full", "skip_done=true")
+    assert again.returncode == 0, again.stderr[-2000:]
+    mc = json.loads((tmp_path / "full/metrics.json").read_text())
+    assert [e["epoch"] for e in mc["epochs"]] == [1, 2, 3, 4] and mc["test"]["acc"] == ma["test"]["acc"]
 
 
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_path, kaggle_dir):

@@ -316,11 +316,8 @@ def test_speed_settings_compile_and_threads_keep_the_job_and_its_checkpoint(tmp_
     before = torch.get_num_threads()
     fast = common(tmp_path, kaggle_dir) + ["trainer.max_epochs=1", "logger=none", f"output_dir={tmp_path / 'run'}"]
     cfg = compose_train(fast + ["threads=1", "compile={backend: eager}"])
-    try:
-        m = train(cfg)
-        assert m["torch_threads"] == 1
-    finally:
-        torch.set_num_threads(before)
+    m = train(cfg)
+    assert m["torch_threads"] == 1 and torch.get_num_threads() == before  # the job's own, then put back
     assert config_sha(cfg) == config_sha(compose_train(fast))
     ck = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
     assert not any("_orig_mod" in k for k in ck["state_dict"])

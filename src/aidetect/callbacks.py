@@ -60,12 +60,10 @@ class EpochStats(L.Callback):
         return {"epochs": self.epochs}
 
     def load_state_dict(self, state):
-        self._restored = list(state.get("epochs", []))  # used when fitting resumes, not when testing loads
-
-    def on_train_start(self, trainer, pl_module):
-        restored = getattr(self, "_restored", None)
-        if restored is not None:
-            self.epochs, self._restored = restored, None
+        # At once, not at on_train_start: a resumed job whose last epoch was already done skips
+        # the fit loop (and its hooks) but must still report every epoch. (train.py tests through
+        # load_detector, so no test-time checkpoint load comes through here.)
+        self.epochs = list(state.get("epochs", []))
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._t0 = time.perf_counter()
@@ -88,7 +86,12 @@ class EpochStats(L.Callback):
                 row[k] = round(float(v), 6)
         self.epochs.append(row)
         # One line per epoch in the log, readable without a progress bar and when piped.
-        train_loss = trainer.callback_metrics.get("train/loss_epoch")
+        # The module logs its epoch metrics after this hook (Lightning calls callbacks first), so
+        # the epoch's train loss is read from its metric, not from callback_metrics.
+        flush, mean = getattr(pl_module, "_flush", None), getattr(pl_module, "train_loss", None)
+        if flush is not None and mean is not None:
+            flush("train")
+        train_loss = mean.compute() if mean is not None and mean.update_called else None
         log.info("epoch %d/%d: %.1f s, %.0f img/s, train/loss %s, %s", row["epoch"], trainer.max_epochs, seconds,
                  row["images_per_second"], "n/a" if train_loss is None else f"{float(train_loss):.4f}",
                  ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k in ("val/acc", "val/auroc", "val/loss")))

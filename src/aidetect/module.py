@@ -123,7 +123,7 @@ class Detector(L.LightningModule):
         loss = self.loss(logits, target)
         # Probabilities, not logits: torchmetrics would guess wrongly on batches of logits in [0, 1].
         pending = self._pending.setdefault(stage, [])
-        pending.append((logits.detach().sigmoid(), y, loss.detach(), len(y)))
+        pending.append((logits.detach().float().sigmoid(), y, loss.detach().float(), len(y)))  # fp32 under bf16 too
         if len(pending) >= self.FLUSH_EVERY:
             self._flush(stage)
         return loss, len(y)
@@ -140,7 +140,8 @@ class Detector(L.LightningModule):
     # small CIFAKE step's optimizer update.
     def training_step(self, batch, batch_idx):
         loss, n = self._step(batch, "train")
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        every = self.trainer.log_every_n_steps  # 0: never
+        if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         return loss
 

@@ -176,7 +176,7 @@ def resumable(out: Path, sha: str) -> str | None:
     except Exception as e:  # a damaged file: train from scratch rather than fail the sweep
         log.warning("skip_done: %s cannot be read (%s); training this job from the start", last, e)
         return None
-    if config_sha(OmegaConf.create(meta.get("run_config") or {})) != sha:
+    if meta.get("schema_version") != SCHEMA_VERSION or config_sha(OmegaConf.create(meta.get("run_config") or {})) != sha:
         log.warning("skip_done: %s belongs to another setting; training this job from the start", last)
         return None
     log.info("skip_done: resuming this job from %s", last)
@@ -195,6 +195,14 @@ def speed_settings(cfg: DictConfig) -> tuple[int | None, dict | None]:
 
 
 def train(cfg: DictConfig) -> dict:
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg)
+    finally:  # threads= is this job's setting: the next job of a sweep in this process starts fresh
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: DictConfig) -> dict:
     spec, net_cls = check_settings(cfg)
     done, sha = output_dir(cfg) / "metrics.json", config_sha(cfg)
     if cfg.get("skip_done") and done.is_file():  # a long sweep re-run after an interruption

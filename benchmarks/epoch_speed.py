@@ -51,7 +51,7 @@ class PeakRSS:
     """Peak resident memory growth (MB) of this process while the block runs."""
 
     def __enter__(self):
-        self.page, self.stop, self.start = os.sysconf("SC_PAGE_SIZE"), False, self.rss()
+        self.stop, self.start = False, self.rss()
         self.peak = self.start
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()

@@ -86,12 +86,8 @@ class EpochStats(L.Callback):
                 row[k] = round(float(v), 6)
         self.epochs.append(row)
         # One line per epoch in the log, readable without a progress bar and when piped.
-        # The module logs its epoch metrics after this hook (Lightning calls callbacks first), so
-        # the epoch's train loss is read from its metric, not from callback_metrics.
-        flush, mean = getattr(pl_module, "_flush", None), getattr(pl_module, "train_loss", None)
-        if flush is not None and mean is not None:
-            flush("train")
-        train_loss = mean.compute() if mean is not None and mean.update_called else None
+        # The module logs its epoch metrics after this hook (Lightning calls callbacks first).
+        train_loss = pl_module.epoch_train_loss() if hasattr(pl_module, "epoch_train_loss") else None
         log.info("epoch %d/%d: %.1f s, %.0f img/s, train/loss %s, %s", row["epoch"], trainer.max_epochs, seconds,
                  row["images_per_second"], "n/a" if train_loss is None else f"{float(train_loss):.4f}",
                  ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k in ("val/acc", "val/auroc", "val/loss")))

@@ -135,6 +135,12 @@ class Detector(L.LightningModule):
             getattr(self, f"{stage}_metrics").update(torch.cat(probs), torch.cat(ys))
             getattr(self, f"{stage}_loss").update(torch.stack(losses), torch.tensor(ns, device=losses[0].device))
 
+    def epoch_train_loss(self) -> float | None:
+        """The running epoch's mean train loss so far (for the per-epoch log line, which callbacks
+        write before the module's own on_train_epoch_end logs it)."""
+        self._flush("train")
+        return float(self.train_loss.compute()) if self.train_loss.update_called else None
+
     # Metrics are logged once per epoch, and the step loss only on the steps the logger writes
     # (every trainer.log_every_n_steps): each self.log call costs Lightning about as much as a
     # small CIFAKE step's optimizer update.

@@ -100,8 +100,19 @@ def test_paired_comparison_and_failed_jobs_are_listed(tmp_path):
     assert row["vs_baseline"]["p"] == pytest.approx(t.pvalue)
     assert row["vs_baseline"]["diff"] == pytest.approx(sum(v - b for v, b in zip(view, base)) / 3)
     assert row["acc"]["n"] == 3
+    diffs = [v - b for v, b in zip(view, base)]  # sd 0.01: t(n-1) * 0.01 / sqrt(n) <= 0.05 from n = 3 on
+    assert row["vs_baseline"]["half_width"] == pytest.approx(stats.t.ppf(0.975, 2) * np.std(diffs, ddof=1) / 3 ** 0.5)
+    assert row["vs_baseline"]["seeds_needed"] == 3
     assert len(result["failed"]) == 1 and result["failed"][0]["dir"] == "6"
     assert "Failed or unfinished jobs (1)" in (tmp_path / "results.md").read_text()
+
+
+def test_seeds_needed_for_a_half_width():
+    from aidetect.report import seeds_needed
+    for sd in (0.01, 0.05, 0.08, 0.2):
+        n = seeds_needed(sd)
+        assert stats.t.ppf(0.975, n - 1) * sd / n ** 0.5 <= 0.05 < stats.t.ppf(0.975, n - 2) * sd / (n - 1) ** 0.5
+    assert seeds_needed(0.0) == 2 and seeds_needed(float("nan")) is None
 
 
 def test_standalone_command(tmp_path):

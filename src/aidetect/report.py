@@ -22,6 +22,7 @@ from aidetect.io import atomic_write
 
 METRICS = ("acc", "auroc", "f1")
 BASELINE = "none"  # the view every other one is compared with
+HALF_WIDTH = 0.05  # the paired 95% CI half-width a comparison should reach; each row says how many seeds would
 RUN_KEYS = ("seed", "ckpt_path")  # identify a run within a setting (eval sweeps vary ckpt_path)
 
 
@@ -77,7 +78,21 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
     diffs = [a[s] - b[s] for s in seeds]
     ci = mean_ci(diffs)
     p = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue if ci["std"] > 0 else float("nan")
-    return {"diff": ci["mean"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "p": float(p), "n": len(seeds)}
+    return {"diff": ci["mean"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "p": float(p), "n": len(seeds),
+            "half_width": ci["mean"] - ci["ci_low"], "seeds_needed": seeds_needed(ci["std"])}
+
+
+def seeds_needed(std: float, half_width: float = HALF_WIDTH, most: int = 10_000) -> int | None:
+    """The fewest seeds whose paired 95% CI half-width, t(n-1) * std / sqrt(n), is at most
+    ``half_width`` if the differences keep the spread seen so far (a planning estimate, not a promise)."""
+    from scipy import stats
+
+    if not std == std:  # NaN: fewer than two seeds
+        return None
+    n = 2
+    while n < most and stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) > half_width:
+        n += 1
+    return n
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -159,7 +174,8 @@ def write_csv(path: Path, result: dict) -> None:
     fields = ["view", *result["view_settings"], *result["varying"], "n", "seeds"]
     for m in METRICS:
         fields += [f"test_{m}_mean", f"test_{m}_std", f"test_{m}_ci_low", f"test_{m}_ci_high"]
-    fields += [f"acc_diff_vs_{base}", "acc_diff_ci_low", "acc_diff_ci_high", "acc_diff_p", "acc_diff_p_holm"]
+    fields += [f"acc_diff_vs_{base}", "acc_diff_ci_low", "acc_diff_ci_high", "acc_diff_p", "acc_diff_p_holm",
+               "acc_diff_half_width", f"seeds_for_half_width_{HALF_WIDTH:g}"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fields)
     w.writeheader()
@@ -173,7 +189,8 @@ def write_csv(path: Path, result: dict) -> None:
             v = r["vs_baseline"]
             out.update({f"acc_diff_vs_{base}": round(v["diff"], 6), "acc_diff_ci_low": round(v["ci_low"], 6),
                         "acc_diff_ci_high": round(v["ci_high"], 6), "acc_diff_p": round(v["p"], 6),
-                        "acc_diff_p_holm": round(v["p_holm"], 6)})
+                        "acc_diff_p_holm": round(v["p_holm"], 6), "acc_diff_half_width": round(v["half_width"], 6),
+                        f"seeds_for_half_width_{HALF_WIDTH:g}": v["seeds_needed"]})
         w.writerow(out)
     atomic_write(path, buf.getvalue().encode())
 
@@ -191,14 +208,15 @@ def settings_text(r: dict, keys) -> str:
 def markdown(result: dict) -> str:
     var, vs = result["varying"], result["view_settings"]
     head = ["view", *(["settings"] if vs else []), *var, "n", "test acc (mean ± std [95% CI])", "test AUROC",
-            "test F1", f"acc − {result['baseline']} (95% CI, p, Holm-adjusted p)"]
+            "test F1", f"acc − {result['baseline']} (95% CI, p, Holm-adjusted p)", f"seeds for ±{HALF_WIDTH:g}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["rows"]:
         v = r["vs_baseline"]
         diff = "" if v is None else (f"{v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}], "
                                      f"p={v['p']:.3g}, p_holm={v['p_holm']:.3g}")
         cells = [r["view"], *([settings_text(r, vs)] if vs else []), *[str(r.get(k)) for k in var],
-                 str(r["acc"]["n"]), _pm(r["acc"]), _pm(r["auroc"]), _pm(r["f1"]), diff]
+                 str(r["acc"]["n"]), _pm(r["acc"]), _pm(r["auroc"]), _pm(r["f1"]), diff,
+                 "" if v is None else str(v["seeds_needed"])]
         lines.append("| " + " | ".join(cells) + " |")
     n_ep = max((len(r["val_acc_per_epoch"]) for r in result["rows"]), default=0)
     lines += ["", "Validation accuracy per epoch (mean over seeds):", "",

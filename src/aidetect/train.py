@@ -144,6 +144,8 @@ def config_sha(cfg: DictConfig) -> str:
     for (group, key), value in NEUTRAL_SETTINGS.items():
         if isinstance(settings.get(group), dict) and settings[group].get(key) == value:
             settings[group] = {k: v for k, v in settings[group].items() if k != key}
+    if settings.get("ckpt_path") is not None:  # resuming by hand is the same job (kept as null: old hashes stay)
+        settings["ckpt_path"] = None
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -112,7 +112,8 @@ def test_seeds_needed_for_a_half_width():
     for sd in (0.01, 0.05, 0.08, 0.2):
         n = seeds_needed(sd)
         assert stats.t.ppf(0.975, n - 1) * sd / n ** 0.5 <= 0.05 < stats.t.ppf(0.975, n - 2) * sd / (n - 1) ** 0.5
-    assert seeds_needed(0.0) == 2 and seeds_needed(float("nan")) is None
+    assert seeds_needed(0.0) == 2 and seeds_needed(float("nan")) is None and seeds_needed(math.inf) is None
+    assert seeds_needed(10.0) is None  # beyond the cap: no estimate rather than the cap itself
 
 
 def test_standalone_command(tmp_path):

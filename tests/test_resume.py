@@ -8,8 +8,8 @@ import os
 import torch
 
 from aidetect.module import load_detector
-from aidetect.train import resumable
-from conftest import run_script
+from aidetect.train import checkpoint_sha, config_sha, job_sha, resumable
+from conftest import compose_train, run_script
 
 
 def args(tmp_path, kaggle_dir, out, *extra):
@@ -17,6 +17,12 @@ def args(tmp_path, kaggle_dir, out, *extra):
             "trainer.enable_progress_bar=false", "trainer.max_epochs=4", "augment=standard", "callbacks=ema",
             "callbacks.ema.update_starting_at_step=2", "logger=none", "seed=3", f"hydra.run.dir={tmp_path / out}",
             *extra]
+
+
+def composed(tmp_path, kaggle_dir, out, *extra):
+    """The config that `run(tmp_path, kaggle_dir, out, *extra)` trains, composed without Hydra's runtime."""
+    return compose_train([a for a in args(tmp_path, kaggle_dir, out, *extra) if not a.startswith("hydra.")]
+                         + [f"output_dir={tmp_path / out}"])
 
 
 def run(tmp_path, kaggle_dir, out, *extra, fault=None):
@@ -67,6 +73,16 @@ def test_sigkill_after_epoch_2_then_resume_equals_an_uninterrupted_run(tmp_path,
     mc = json.loads((tmp_path / "full/metrics.json").read_text())
     assert [e["epoch"] for e in mc["epochs"]] == [1, 2, 3, 4] and mc["test"]["acc"] == ma["test"]["acc"]
 
+    # A job's identity does not include its folder: the same settings in two folders hash the same,
+    # so a project that moved still finds its results.
+    assert ma["config_sha"] == mb["config_sha"] == config_sha(composed(tmp_path, kaggle_dir, "full"))
+    # A metrics.json written before that (its hash has the absolute folder in it) still counts as done.
+    legacy = config_sha(composed(tmp_path, kaggle_dir, "full"), legacy=True)
+    assert legacy != mc["config_sha"]
+    (tmp_path / "full/metrics.json").write_text(json.dumps(dict(mc, config_sha=legacy)))
+    skipped = run(tmp_path, kaggle_dir, "full", "skip_done=true")
+    assert "holds this job's result" in skipped.stderr + skipped.stdout, skipped.stderr[-2000:]
+
 
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_path, kaggle_dir):
     r = run(tmp_path, kaggle_dir, "cut", fault="before_rename:last.ckpt@2")
@@ -77,3 +93,14 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_pa
     assert [p.name for p in folder.iterdir() if ".tmp-" in p.name]  # the cut write stayed a temp file
     resumed = run(tmp_path, kaggle_dir, "resumed", f"ckpt_path={folder / 'last.ckpt'}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # Resumed by hand from this setting's own checkpoint: the same job as a fresh run, so re-running
+    # the sweep's command (no ckpt_path) with skip_done finds the result; another seed's checkpoint
+    # would make it another job.
+    own = composed(tmp_path, kaggle_dir, "resumed", f"ckpt_path={folder / 'last.ckpt'}")
+    other = composed(tmp_path, kaggle_dir, "resumed", f"ckpt_path={folder / 'last.ckpt'}", "seed=4")
+    fresh = config_sha(own, fresh=True)
+    assert checkpoint_sha(folder / "last.ckpt") == fresh == job_sha(own) != config_sha(own)
+    assert job_sha(other) == config_sha(other) != config_sha(other, fresh=True)
+    assert json.loads((tmp_path / "resumed/metrics.json").read_text())["config_sha"] == fresh
+    again = run(tmp_path, kaggle_dir, "resumed", "skip_done=true")
+    assert "holds this job's result" in again.stderr + again.stdout, again.stderr[-2000:]

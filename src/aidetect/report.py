@@ -84,15 +84,16 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
 
 def seeds_needed(std: float, half_width: float = HALF_WIDTH, most: int = 10_000) -> int | None:
     """The fewest seeds whose paired 95% CI half-width, t(n-1) * std / sqrt(n), is at most
-    ``half_width`` if the differences keep the spread seen so far (a planning estimate, not a promise)."""
+    ``half_width`` if the differences keep the spread seen so far (a planning estimate, not a
+    promise). None: no spread measured yet (fewer than two seeds), or more than ``most``."""
     from scipy import stats
 
-    if not std == std:  # NaN: fewer than two seeds
+    if not 0 <= std < math.inf:  # NaN (one seed) or infinite
         return None
-    n = 2
-    while n < most and stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) > half_width:
+    n = max(2, math.ceil((1.96 * std / half_width) ** 2))  # the normal approximation never overshoots t
+    while n <= most and stats.t.ppf(0.975, n - 1) * std / math.sqrt(n) > half_width:
         n += 1
-    return n
+    return n if n <= most else None
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -216,7 +217,7 @@ def markdown(result: dict) -> str:
                                      f"p={v['p']:.3g}, p_holm={v['p_holm']:.3g}")
         cells = [r["view"], *([settings_text(r, vs)] if vs else []), *[str(r.get(k)) for k in var],
                  str(r["acc"]["n"]), _pm(r["acc"]), _pm(r["auroc"]), _pm(r["f1"]), diff,
-                 "" if v is None else str(v["seeds_needed"])]
+                 "" if v is None or v["seeds_needed"] is None else str(v["seeds_needed"])]
         lines.append("| " + " | ".join(cells) + " |")
     n_ep = max((len(r["val_acc_per_epoch"]) for r in result["rows"]), default=0)
     lines += ["", "Validation accuracy per epoch (mean over seeds):", "",

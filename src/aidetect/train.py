@@ -135,18 +135,49 @@ NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory", ("tr
 SPEED_SETTINGS = ("compile", "threads")
 
 
-def config_sha(cfg: DictConfig) -> str:
-    """A hash of everything that decides a job's result (not where it writes or whether it skips)."""
+def config_sha(cfg: DictConfig, fresh: bool = False, legacy: bool = False) -> str:
+    """A hash of everything that decides a job's result (not where it writes or whether it skips).
+    The job's own folder (in checkpoint and log paths) hashes as <output_dir>, so a result keeps its
+    identity when the project moves; legacy=True is the hash before that, with the absolute folder
+    in it (metrics.json files written then still count as done). fresh=True: as if ckpt_path=null."""
     import hashlib
 
-    settings = {k: v for k, v in plain(cfg).items() if k not in ("output_dir", "skip_done", "task_name", "calibrate",
-                                                                  *SPEED_SETTINGS)}
+    conf = plain(cfg)
+    settings = {k: v for k, v in conf.items() if k not in ("output_dir", "skip_done", "task_name", "calibrate",
+                                                            *SPEED_SETTINGS)}
     for (group, key), value in NEUTRAL_SETTINGS.items():
         if isinstance(settings.get(group), dict) and settings[group].get(key) == value:
             settings[group] = {k: v for k, v in settings[group].items() if k != key}
-    if settings.get("ckpt_path") is not None:  # resuming by hand is the same job (kept as null: old hashes stay)
+    if fresh:
         settings["ckpt_path"] = None
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    text = json.dumps(settings, sort_keys=True, default=str)
+    folder = str(conf.get("output_dir") or "")
+    if not legacy and len(folder) > 1:
+        text = text.replace(json.dumps(folder)[1:-1], "<output_dir>")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def checkpoint_sha(path: Path) -> str | None:
+    """The config hash of the job that wrote a checkpoint (None: unreadable, or another schema)."""
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True).get("aidetect") or {}
+    except Exception as e:  # a damaged file: the caller trains from scratch rather than fail the sweep
+        log.warning("%s cannot be read (%s)", path, e)
+        return None
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        return None
+    return config_sha(OmegaConf.create(meta.get("run_config") or {}))
+
+
+def job_sha(cfg: DictConfig) -> str:
+    """config_sha, except that resuming this job's own checkpoint by hand (ckpt_path=) is the same
+    job, so skip_done recognises its result later; a checkpoint of another setting stays a new job."""
+    sha, path = config_sha(cfg), cfg.get("ckpt_path")
+    if path and Path(path).is_file():
+        fresh = config_sha(cfg, fresh=True)
+        if checkpoint_sha(Path(path)) == fresh:
+            return fresh
+    return sha
 
 
 def calibrate_tested(cfg, trainer, model: Detector, datamodule, out: Path, use) -> dict:
@@ -173,13 +204,8 @@ def resumable(out: Path, sha: str) -> str | None:
     last = out / "checkpoints" / "last.ckpt"
     if not last.is_file():
         return None
-    try:
-        meta = torch.load(last, map_location="cpu", weights_only=True).get("aidetect") or {}
-    except Exception as e:  # a damaged file: train from scratch rather than fail the sweep
-        log.warning("skip_done: %s cannot be read (%s); training this job from the start", last, e)
-        return None
-    if meta.get("schema_version") != SCHEMA_VERSION or config_sha(OmegaConf.create(meta.get("run_config") or {})) != sha:
-        log.warning("skip_done: %s belongs to another setting; training this job from the start", last)
+    if checkpoint_sha(last) != sha:
+        log.warning("skip_done: %s belongs to another setting (or cannot be read); training this job from the start", last)
         return None
     log.info("skip_done: resuming this job from %s", last)
     return str(last)
@@ -206,12 +232,12 @@ def train(cfg: DictConfig) -> dict:
 
 def _train(cfg: DictConfig) -> dict:
     spec, net_cls = check_settings(cfg)
-    done, sha = output_dir(cfg) / "metrics.json", config_sha(cfg)
+    done, sha = output_dir(cfg) / "metrics.json", job_sha(cfg)
     if cfg.get("skip_done") and done.is_file():  # a long sweep re-run after an interruption
         old = json.loads(done.read_text())
         # Only the same job: a changed sweep renumbers its jobs, and a folder's old result
         # must not stand in for another setting. (Files without a hash: seed and view decide.)
-        same = old.get("config_sha") == sha if "config_sha" in old else \
+        same = old.get("config_sha") in (sha, config_sha(cfg, legacy=True)) if "config_sha" in old else \
             (old.get("seed"), old.get("view")) == (cfg.seed, spec)
         if same:
             log.info("skip_done: %s holds this job's result, not training again", done)

@@ -253,6 +253,31 @@ def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
     assert not torch.equal(ck["state_dict"][w], ck["current_model_state"][w])
 
 
+def test_ema_before_its_first_update_leaves_the_trained_weights(tmp_path, kaggle_dir, caplog):
+    """Lightning's EMA swaps in its average, built from the initial weights, even before its first
+    update: the epochs before it were validated as the untrained network, and a run too short to
+    start it ended as one. aidetect.callbacks.EMA keeps the trained weights until it has averaged."""
+    import math
+
+    base = common(tmp_path, kaggle_dir) + ["model=small_resnet", "model.net.width=8", "trainer.max_epochs=2",
+                                           "logger=none"]
+    ref = train(compose_train(base + ["callbacks=default", f"output_dir={tmp_path / 'ref'}"]))
+    per_epoch = math.ceil(ref["data"]["train"] / 16)
+    late = train(compose_train(base + ["callbacks=ema", f"callbacks.ema.update_starting_at_step={per_epoch}",
+                                       f"output_dir={tmp_path / 'late'}"]))
+    val = lambda m, e: {k: v for k, v in m["epochs"][e].items() if k.startswith("val/")}  # noqa: E731
+    assert val(late, 0) == val(ref, 0)  # epoch 1: the trained weights, as without EMA
+    assert val(late, 1) != val(ref, 1)  # epoch 2: the average
+    with caplog.at_level("WARNING"):
+        never = train(compose_train(base + ["callbacks=ema", "callbacks.ema.update_starting_at_step=100000",
+                                            f"output_dir={tmp_path / 'never'}"]))
+    assert "no average" in caplog.text
+    assert [val(never, e) for e in (0, 1)] == [val(ref, e) for e in (0, 1)] and never["test"] == ref["test"]
+    a = torch.load(tmp_path / "ref/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "never/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the trained network, not the initial one
+
+
 def test_optuna_search_selects_on_validation_accuracy(tmp_path, kaggle_dir):
     import os
     if os.environ.get("CI") != "true":  # CI installs the dev extra: there a missing sweeper is a failure

@@ -1,4 +1,5 @@
-"""Callbacks: per-epoch timing and validation history for metrics.json, and the view grid."""
+"""Callbacks: per-epoch timing and validation history for metrics.json, the view grid, and an EMA
+of the weights that never stands in for the model before it has averaged anything."""
 
 import logging
 import time
@@ -6,11 +7,46 @@ import time
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from aidetect.views import to_float
 
 log = logging.getLogger(__name__)
+
+
+class EMA(EMAWeightAveraging):
+    """Lightning's EMAWeightAveraging, except before its first update. Lightning builds the average
+    from the initial weights and swaps it in for validation, checkpoints and the end of training
+    even when no update has happened yet: epochs before ``update_starting_at_step`` were validated
+    (and checkpointed) as the untrained network, and a run shorter than that ended as one. Here the
+    trained weights stand until the average exists (a run too short to start it is said so, and
+    ends with its trained weights)."""
+
+    def _started(self) -> bool:
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        start, total = self.update_starting_at_step, trainer.estimated_stepping_batches
+        if start is not None and total is not None and start >= total:
+            log.warning("callbacks.ema.update_starting_at_step=%s, but this run has %s optimizer steps: no average; "
+                        "the trained weights are used as they are (set it below %s to average)", start, total, total)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if self._started():
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._started():
+            super().on_validation_epoch_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if self._started():  # else the checkpoint holds the trained weights, as without the callback
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._started():
+            super().on_train_end(trainer, pl_module)
 
 
 class ResumeState(L.Callback):

@@ -131,6 +131,11 @@ def write_skipped(out: Path, skipped) -> None:
 NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory", ("trainer", "precision"): "32-true"}
 
 
+# Classes that replaced another as a code fix, not a new setting: a job keeps its hash (and its
+# finished result) across the change.
+RENAMED_TARGETS = {"aidetect.callbacks.EMA": "lightning.pytorch.callbacks.EMAWeightAveraging"}
+
+
 # How fast a job runs, not what it computes (up to float rounding): never part of a job's identity.
 SPEED_SETTINGS = ("compile", "threads")
 
@@ -151,6 +156,8 @@ def config_sha(cfg: DictConfig, fresh: bool = False, legacy: bool = False) -> st
     if fresh:
         settings["ckpt_path"] = None
     text = json.dumps(settings, sort_keys=True, default=str)
+    for new, old in RENAMED_TARGETS.items():
+        text = text.replace(json.dumps(new), json.dumps(old))
     folder = str(conf.get("output_dir") or "")
     if not legacy and len(folder) > 1:
         text = text.replace(json.dumps(folder)[1:-1], "<output_dir>")

@@ -239,6 +239,11 @@ def test_a_rerun_sweep_skips_finished_jobs(tmp_path, kaggle_zip):
     assert json.loads((sweep / "0/metrics.json").read_text())["view"]["saturation_factor"] == 4
 
 
+def _plain_checkpoint(ck: dict, path):
+    torch.save({k: v for k, v in ck.items() if k not in ("current_model_state", "averaging_state")}, path)
+    return path
+
+
 def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["model=small_resnet", "model.net.width=8", "callbacks=ema",
                                                         "callbacks.ema.update_starting_at_step=1", "trainer.max_epochs=2",
@@ -251,6 +256,14 @@ def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
     assert "current_model_state" in ck  # Lightning's EMAWeightAveraging: state_dict is the average
     w = "net.stem.0.weight"
     assert not torch.equal(ck["state_dict"][w], ck["current_model_state"][w])
+    # eval.py weights=raw scores the trained weights kept beside the average
+    from aidetect.config import ConfigError
+    from aidetect.module import load_detector
+    raw = load_detector(tmp_path / "run/checkpoints/last.ckpt", weights="raw").state_dict()
+    avg = load_detector(tmp_path / "run/checkpoints/last.ckpt").state_dict()
+    assert torch.equal(raw[w], ck["current_model_state"][w]) and torch.equal(avg[w], ck["state_dict"][w])
+    with pytest.raises(ConfigError, match="weights=raw"):  # a checkpoint without EMA has no second set
+        load_detector(_plain_checkpoint(ck, tmp_path / "plain.ckpt"), weights="raw")
 
 
 def test_ema_before_its_first_update_leaves_the_trained_weights(tmp_path, kaggle_dir, caplog):

@@ -43,7 +43,7 @@ def image_size_given(cfg: DictConfig):
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    model = load_detector(cfg.ckpt_path)
+    model = load_detector(cfg.ckpt_path, weights=cfg.get("weights", "average"))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed)
@@ -104,6 +104,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "temperature": model.hparams.temperature,
         "robustness": robustness,
         "checkpoint": str(cfg.ckpt_path),
+        "weights": cfg.get("weights", "average"),
         "view": model.view.spec(),
         "model": model.describe(),
         "seed": saved.get("seed"),  # the training seed: lets `aidetect aggregate` pair eval sweeps

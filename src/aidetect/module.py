@@ -218,7 +218,7 @@ def build_recipe(optimizer: dict | None, scheduler: dict | None, params, total_s
                           f"{(scheduler or {}).get('_target_')}): {type(cause).__name__}: {cause}") from None
 
 
-def load_detector(path: str | Path, map_location="cpu") -> Detector:
+def load_detector(path: str | Path, map_location="cpu", weights: str = "average") -> Detector:
     """A Detector from a checkpoint file, with no Hydra config and no pickled code:
     ``weights_only=True`` refuses anything but tensors and plain containers, and only
     networks defined as ``Network`` subclasses in already-imported modules are built."""
@@ -235,9 +235,15 @@ def load_detector(path: str | Path, map_location="cpu") -> Detector:
         raise ConfigError(f"{path} was written by another version of this project (checkpoint schema "
                           f"{meta.get('schema_version')}, this code reads {SCHEMA_VERSION}); retrain it "
                           f"or evaluate it with the version that wrote it")
+    if weights not in ("average", "raw"):
+        raise ConfigError(f"weights={weights!r}: average (the checkpoint's weights; with EMA, the average) or raw")
+    if weights == "raw" and "current_model_state" not in ckpt:
+        raise ConfigError(f"weights=raw: {path} holds one set of weights (trained without EMA, or saved before "
+                          f"the average started); use weights=average")
     hp = dict(ckpt["hyper_parameters"])
     network_class(hp["net"].get("_target_", ""), allow_import=False)
     model = Detector(**hp)
-    model.load_state_dict(ckpt["state_dict"])
+    # An EMA checkpoint keeps the trained (raw) weights beside the average: weights=raw scores those.
+    model.load_state_dict(ckpt["current_model_state" if weights == "raw" else "state_dict"])
     model.run_config, model.provenance = meta.get("run_config"), meta.get("provenance")
     return model.eval()

@@ -363,3 +363,21 @@ def test_speed_settings_compile_and_threads_keep_the_job_and_its_checkpoint(tmp_
     for bad, hint in (("threads=0", "threads=0"), ("compile=fast", "compile='fast'")):
         with pytest.raises(ConfigError, match=hint):
             train(compose_train(fast + [bad]))
+
+
+def test_provenance_counts_a_new_untracked_config_as_dirty():
+    """A run from an experiment config that is not committed yet is not reproducible from its
+    commit alone: git_dirty says so. Scratch files outside code and configs do not count."""
+    from aidetect.config import provenance
+
+    if provenance()["git_commit"] is None:
+        pytest.skip("not a git checkout")
+    if provenance()["git_dirty"]:
+        pytest.skip("this checkout already has uncommitted code or configs")
+    new = ROOT / "configs/experiment/_untracked_probe.yaml"
+    try:
+        new.write_text("# @package _global_\nseed: 7\n")
+        assert provenance()["git_dirty"] is True
+    finally:
+        new.unlink()
+    assert provenance()["git_dirty"] is False

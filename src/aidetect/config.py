@@ -86,5 +86,8 @@ def provenance() -> dict:
             return None
 
     commit = git("rev-parse", "HEAD")
-    dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no"))
+    # dirty: code or configs differ from the commit, new files included (an untracked experiment
+    # config decides a run as much as an edited one); scratch files elsewhere do not count
+    dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=all", "--",
+                                                 ":/configs", ":/src", ":/train.py", ":/eval.py"))
     return {"git_commit": commit, "git_dirty": dirty, "packages": packages, "python": platform.python_version()}

@@ -170,3 +170,16 @@ def test_holm_adjustment_matches_the_textbook_example():
     assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     out = holm([0.5, float("nan"), 0.001])
     assert out[0] == pytest.approx(0.5) and out[1] != out[1] and out[2] == pytest.approx(0.002)
+
+
+def test_eval_results_without_epochs_get_no_empty_epoch_table(tmp_path):
+    """eval.py's metrics carry no per-epoch curve: the markdown must not print a header-only table."""
+    sweep = tmp_path / "sweep"
+    for num, (seed, acc) in enumerate([(0, 0.9), (1, 0.92)]):
+        fake_job(sweep, num, seed, "none", 1, acc)
+        m = json.loads((sweep / str(num) / "metrics.json").read_text())
+        del m["val_acc_per_epoch"]
+        (sweep / str(num) / "metrics.json").write_text(json.dumps(m))
+    aggregate(sweep)
+    md = (sweep / "results.md").read_text()
+    assert "| none |" in md and "Validation accuracy per epoch" not in md

@@ -220,13 +220,14 @@ def markdown(result: dict) -> str:
                  "" if v is None or v["seeds_needed"] is None else str(v["seeds_needed"])]
         lines.append("| " + " | ".join(cells) + " |")
     n_ep = max((len(r["val_acc_per_epoch"]) for r in result["rows"]), default=0)
-    lines += ["", "Validation accuracy per epoch (mean over seeds):", "",
-              "| view | " + ("settings | " if vs else "") + " | ".join(f"Epoch {e + 1} Val Accuracy"
-                                                                         for e in range(n_ep)) + " |",
-              "|---|" + ("---|" if vs else "") + "---|" * n_ep]
-    for r in result["rows"]:
-        lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "")
-                     + " | ".join(f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
+    if n_ep:  # eval.py's results have no training curve
+        lines += ["", "Validation accuracy per epoch (mean over seeds):", "",
+                  "| view | " + ("settings | " if vs else "") + " | ".join(f"Epoch {e + 1} Val Accuracy"
+                                                                             for e in range(n_ep)) + " |",
+                  "|---|" + ("---|" if vs else "") + "---|" * n_ep]
+        for r in result["rows"]:
+            lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "")
+                         + " | ".join(f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
     if result["failed"]:
         lines += ["", f"Failed or unfinished jobs ({len(result['failed'])}), not in the table:", ""]
         lines += [f"- `{f['dir']}`: {' '.join(f'{k}={v}' for k, v in f['overrides'].items())}" for f in result["failed"]]

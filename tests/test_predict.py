@@ -290,11 +290,12 @@ def test_the_default_detector_ships_small_calibrated_and_predicts_without_a_chec
     assert len(r.stdout.splitlines()) == 3 and "2 scored" in r.stderr
 
 
-def test_eval_on_the_checkpoints_own_pooled_set_scores_only_what_training_held_out(tmp_path):
+@pytest.mark.parametrize("pool", ["true", "false"])  # false: training carves val and test out of the flat folder
+def test_eval_on_the_checkpoints_own_pooled_set_scores_only_what_training_held_out(tmp_path, pool):
     root = make_folder(tmp_path / "pool", 15, splits=("all",))
     for cls in ("REAL", "FAKE"):  # an unsplit folder: REAL/ and FAKE/ at the top
         (root / "all" / cls).rename(root / cls)
-    common = ["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}", "data.pool=true",
+    common = ["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}", f"data.pool={pool}",
               "data.name=pool", "data.split_seed=7", "trainer.enable_progress_bar=false", "logger=none"]
     m = train(compose_train(common + ["model=seed_cifake_cnn", "data.image_size=[32,32]", "trainer.max_epochs=1",
                                       f"output_dir={tmp_path / 'run'}"]))

@@ -92,6 +92,25 @@ def test_threshold_maximises_balanced_accuracy_on_imbalanced_scores():
     assert 0.6 < t < 0.65  # between the last REAL and the first FAKE score
 
 
+def test_threshold_equals_a_brute_force_search_and_scales():
+    """Against balanced accuracy computed image by image at every midpoint; ties (rounded scores)
+    go to the midpoint nearest 0.5. 100k scores must not need an N x N table."""
+    from aidetect.calibrate import balanced_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    for n, decimals in ((300, 1), (300, 2), (500, 6)):
+        labels = (torch.rand(n, generator=g) < 0.3).long()
+        probs = ((torch.rand(n, generator=g) + 0.25 * labels).clamp(0, 1) * 10**decimals).round() / 10**decimals
+        values = probs.double().unique(sorted=True)
+        cands = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2, values[-1:] + 1e-6])
+        bal = torch.tensor([balanced_accuracy(probs.double(), labels, float(c)) for c in cands], dtype=torch.float64)
+        ties = (bal >= bal.max() - 1e-6).nonzero().squeeze(1)
+        expected = float(cands[ties[(cands[ties] - 0.5).abs().argmin()]].clamp(0, 1))
+        assert best_threshold(probs, labels) == pytest.approx(expected, abs=1e-9)
+    big = torch.rand(100_000, generator=g)
+    assert 0 <= best_threshold(big, (big > 0.3).long()) <= 1
+
+
 # --- predict -----------------------------------------------------------------------------------
 
 def png_claiming_size(path, width, height):

@@ -128,7 +128,7 @@ def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, path: Path, t
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from aidetect.io import atomic_write
+    from aidetect.io import save_figure
 
     edges = torch.linspace(0, 1, ECE_BINS + 1)
     idx = torch.bucketize(probs.clamp(0, 1), edges[1:-1])
@@ -147,12 +147,7 @@ def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, path: Path, t
     ax2.bar((edges[:-1] + edges[1:]).numpy() / 2, count, width=1 / ECE_BINS, color="grey")
     ax2.set(xlabel="predicted P(FAKE)", ylabel="images", yscale="log")
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(Path(path), buf.getvalue())
+    save_figure(fig, path)
 
 
 def calibrate_and_score(model, splits: dict, out: Path, ckpt_file: Path | None = None, title: str = "") -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
-from aidetect.io import atomic_write
+from aidetect.io import atomic_write, save_figure
 
 METRICS = ("acc", "auroc", "f1")
 BASELINE = "none"  # the view every other one is compared with
@@ -285,8 +285,7 @@ def plot(path: Path, result: dict) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 class AggregateCallback(Callback):

@@ -324,10 +324,10 @@ def _train(cfg: DictConfig) -> dict:
     if not trainer.is_global_zero:  # DDP: rank zero writes the run's files
         return metrics
     metrics["world_size"] = trainer.world_size
-    write_json(out / "metrics.json", metrics)
     write_skipped(out, datamodule.skipped)
     write_hparams(trainer, hparams_for_tensorboard(cfg, model, datamodule))
     for lg in trainer.loggers:
         lg.finalize("success")
+    write_json(out / "metrics.json", metrics)  # last: skip_done takes a job with metrics.json as complete
     log.info("wrote %s", out / "metrics.json")
     return metrics

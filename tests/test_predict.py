@@ -349,3 +349,16 @@ def test_test_ckpt_last_stores_the_calibration_in_last_ckpt(tmp_path):
                              "trainer.enable_progress_bar=false", "logger=none", f"output_dir={tmp_path / 'run'}"]))
     hp = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["hyper_parameters"]
     assert hp["temperature"] == pytest.approx(m["calibration"]["calibration"]["temperature"])
+
+
+def test_without_a_test_split_the_calibration_still_goes_into_the_best_checkpoint(tmp_path):
+    """test=false: the run calibrates the weights users load by default (best_*.ckpt), not last.ckpt."""
+    root = make_folder(tmp_path / "ds", 10)
+    m = train(compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
+                             "data.image_size=[32,32]", "model=seed_cifake_cnn", "trainer.max_epochs=2", "test=false",
+                             "trainer.enable_progress_bar=false", "logger=none", f"output_dir={tmp_path / 'run'}"]))
+    best = next((tmp_path / "run/checkpoints").glob("best_*.ckpt"))
+    hp = torch.load(best, weights_only=True)["hyper_parameters"]
+    assert m["test"] == {} and m["tested_checkpoint"] == "none"
+    assert hp["threshold"] == pytest.approx(m["calibration"]["calibration"]["threshold"])
+    assert hp["temperature"] == pytest.approx(m["calibration"]["calibration"]["temperature"])

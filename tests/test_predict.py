@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,31 @@ def test_train_stores_threshold_and_temperature_in_the_tested_checkpoint(trained
     assert (trained["tmp"] / "run/reliability.png").is_file()
     rows = list(csv.DictReader(open(trained["tmp"] / "run/predictions.csv")))
     assert len(rows) == trained["metrics"]["data"]["test"] == 32
+    # predictions.csv reuses trainer.test's logits: they must be each file's own fp32 P(FAKE), in order
+    from aidetect.predict import predict_files
+    fresh = {Path(r["path"]).relative_to(trained["root"]).as_posix(): r["p_fake"]
+             for r in predict_files(model, [trained["root"] / r["path"] for r in rows])}
+    assert max(abs(float(r["p_fake"]) - fresh[r["path"]]) for r in rows) <= 1e-6
+
+
+def test_test_pass_keeps_each_images_logit_in_split_order(trained):
+    """run_test hands calibration the logits trainer.test computed (no second pass over the test
+    split): they are logits_of's, image for image; under bf16 it keeps none (recomputed in fp32)."""
+    import lightning as L
+
+    from aidetect.calibrate import logits_of
+    from aidetect.train import build_datamodule, run_test
+
+    model = load_detector(trained["ckpt"])
+    dm = build_datamodule(trained["cfg"].data, default_size=model.input_size)
+    dm.setup("fit")
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    results, logits = run_test(trainer, model, dm)
+    assert logits is not None and len(logits) == len(dm.splits["test"]) == 32
+    assert torch.allclose(logits, logits_of(model, dm.splits["test"].images), atol=1e-5)
+    assert results["test/acc"] == pytest.approx(((logits > 0).long() == dm.splits["test"].labels).float().mean().item())
+    bf16 = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, precision="bf16-mixed")
+    assert run_test(bf16, model, dm)[1] is None and model.kept_test_logits is None
 
 
 def test_fitted_temperature_recovers_a_known_overconfidence():

@@ -150,7 +150,8 @@ def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, path: Path, t
     save_figure(fig, path)
 
 
-def calibrate_and_score(model, splits: dict, out: Path, ckpt_file: Path | None = None, title: str = "") -> dict:
+def calibrate_and_score(model, splits: dict, out: Path, ckpt_file: Path | None = None, title: str = "",
+                        test_logits: torch.Tensor | None = None) -> dict:
     """Calibrate on ``splits["val"]`` (stored in ``ckpt_file`` too), then score ``splits["test"]``
     at the stored threshold: the test figures, predictions.csv and reliability.png in ``out``."""
     from aidetect.predict import write_predictions
@@ -161,7 +162,7 @@ def calibrate_and_score(model, splits: dict, out: Path, ckpt_file: Path | None =
     test = splits.get("test")
     extra = {}
     if test is not None and len(test):
-        probs = model.probability(logits_of(model, test.images))
+        probs = model.probability(logits_of(model, test.images) if test_logits is None else test_logits)
         extra = score(probs, test.labels, report["threshold"])
         reliability_diagram(probs, test.labels, out / "reliability.png", title=f"{title} test".strip())
         write_predictions(out / "predictions.csv", test.names, probs, report["threshold"], test.labels)

@@ -29,7 +29,7 @@ from aidetect.config import ConfigError
 from aidetect.io import write_json
 from aidetect.module import SCHEMA_VERSION, load_detector
 from aidetect.predict import write_predictions
-from aidetect.train import build_datamodule, output_dir, write_skipped
+from aidetect.train import build_datamodule, output_dir, run_test, write_skipped
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,13 @@ def evaluate(cfg: DictConfig) -> dict:
         datamodule.counts["test_from"] = f"held-out test split (split seed {datamodule.split_seed})"
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(out))
-    results = trainer.test(model, datamodule=datamodule)[0]
+    results, logits = run_test(trainer, model, datamodule)
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else float(model.hparams.threshold)
     if not 0 <= threshold <= 1:
         raise ConfigError(f"threshold={threshold}: give a probability between 0 and 1")
     test = datamodule.splits["test"]
-    # Per image, through the same call as `aidetect predict`: the probabilities agree exactly.
-    probs = model.probability(logits_of(model, test.images))
+    # Per image, as `aidetect predict` computes them (fp32): the probabilities agree.
+    probs = model.probability(logits_of(model, test.images) if logits is None else logits)
     extra = score(probs, test.labels, threshold)
     results.update({f"test/{k}": v for k, v in extra.items() if f"test/{k}" not in results})
     write_predictions(out / "predictions.csv", test.names, probs, threshold, test.labels)

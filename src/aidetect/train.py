@@ -187,6 +187,22 @@ def job_sha(cfg: DictConfig) -> str:
     return sha
 
 
+def run_test(trainer: L.Trainer, model: Detector, datamodule, **kw) -> tuple[dict, torch.Tensor | None]:
+    """trainer.test, keeping every test image's raw logit in split order when one process scores
+    the whole split in full precision: calibration, predictions.csv and the ECE then need no second
+    pass over the test set. Otherwise (DDP shards, bf16, a test limit) the logits are None and
+    those are computed again in fp32, as `aidetect predict` computes them."""
+    keep = trainer.world_size == 1 and str(trainer.precision) in ("32-true", "64-true")
+    model.kept_test_logits = [] if keep else None
+    try:
+        results = trainer.test(model, datamodule=datamodule, **kw)[0]
+        logits = torch.cat(model.kept_test_logits) if keep and model.kept_test_logits else None
+    finally:
+        model.kept_test_logits = None
+    test = datamodule.splits.get("test")
+    return results, (logits if logits is not None and test is not None and len(logits) == len(test) else None)
+
+
 def tested_checkpoint(cfg, trainer) -> tuple[str, Path | None]:
     """Which weights a run tests and calibrates, and their file: ("best", the best checkpoint by
     val/acc) or ("final weights", the "last" callback's file if one was written)."""
@@ -197,13 +213,14 @@ def tested_checkpoint(cfg, trainer) -> tuple[str, Path | None]:
     return "final weights", (lasts[0] if lasts and not trainer.fast_dev_run else None)
 
 
-def calibrate_tested(cfg, model: Detector, scored: Detector, datamodule, out: Path, path: Path | None) -> dict:
+def calibrate_tested(cfg, model: Detector, scored: Detector, datamodule, out: Path, path: Path | None,
+                     test_logits: torch.Tensor | None = None) -> dict:
     """Threshold and temperature fitted on validation with the tested weights (``scored``), stored
-    in their checkpoint ``path``, and the test split scored with them."""
+    in their checkpoint ``path``, and the test split scored with them (from ``test_logits`` if kept)."""
     from aidetect.calibrate import calibrate_and_score
 
     splits = {"val": datamodule.splits["val"], "test": datamodule.splits["test"] if cfg.get("test") else None}
-    result = calibrate_and_score(scored, splits, out, path, title=datamodule.name)
+    result = calibrate_and_score(scored, splits, out, path, title=datamodule.name, test_logits=test_logits)
     model.hparams.temperature, model.hparams.threshold = scored.hparams.temperature, scored.hparams.threshold
     return result
 
@@ -295,11 +312,12 @@ def _train(cfg: DictConfig) -> dict:
     # callback would reload the raw (non-averaged) weights for testing instead, and a job resumed after
     # its final epoch never swaps the average in (its fit loop does not run).
     tested = load_detector(path) if path is not None else model
+    test_logits = None
     if cfg.get("test"):
-        results = trainer.test(tested, datamodule=datamodule, weights_only=True)[0]
+        results, test_logits = run_test(trainer, tested, datamodule, weights_only=True)
     calibration = None
     if cfg.get("calibrate", True) and not trainer.fast_dev_run and trainer.is_global_zero:
-        calibration = calibrate_tested(cfg, model, tested, datamodule, out, path)
+        calibration = calibrate_tested(cfg, model, tested, datamodule, out, path, test_logits)
         results.update({f"test/{k}": v for k, v in calibration.pop("test").items() if f"test/{k}" not in results})
 
     metrics = {

@@ -17,8 +17,8 @@ def main(cfg: DictConfig) -> float | None:
 
     with user_errors():
         metrics = train(cfg)
-    # What sweepers optimise: validation accuracy of the final epoch, never a test number.
-    return (metrics["val_acc_per_epoch"] or [None])[-1]
+    # What sweepers optimise: validation accuracy of the last epoch that validated, never a test number.
+    return next((a for a in reversed(metrics["val_acc_per_epoch"]) if a is not None), None)
 
 
 if __name__ == "__main__":

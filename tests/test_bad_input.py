@@ -131,7 +131,8 @@ def test_eval_predict_audit_and_flux_build_report_the_same_skips(dataset, tmp_pa
     ckpt = next((tmp_path / "run/checkpoints").glob("best_*.ckpt"))
     ev = evaluate(compose_train([f"ckpt_path={ckpt}", "data=folder", f"data.root={dataset}",
                                  f"data.data_dir={tmp_path / 'data'}", "trainer.enable_progress_bar=false",
-                                 "logger=none", f"output_dir={tmp_path / 'eval'}"], config="eval"))
+                                 "logger=none", "split=whole",  # the training folder itself, every image of it
+                                 f"output_dir={tmp_path / 'eval'}"], config="eval"))
     assert set(skipped_rows(tmp_path / "eval/skipped.csv")) == set(SKIPPED)
     assert ev["data"]["test"] == 48 + len(USED)
 

@@ -231,3 +231,16 @@ def test_two_runs_started_at_once_decode_the_data_once_and_both_finish(tmp_path)
     decoded = sum(log.count("once into") for log in logs)
     assert decoded == 1  # one unsplit folder = one cache file, decoded by whichever run got the lock first
     assert all((tmp_path / f"run{i}/metrics.json").is_file() for i in range(2))
+
+
+def test_checkpoints_and_caches_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """torch_save (last.ckpt, decode caches, calibration) flushes its temp file like atomic_write does:
+    a rename of an unflushed file can leave an empty target after a host crash."""
+    import aidetect.io as aio
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(aio.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    aio.torch_save({"x": torch.arange(3)}, tmp_path / "a.pt")
+    assert torch.equal(torch.load(tmp_path / "a.pt")["x"], torch.arange(3))
+    assert len(synced) == 1 and ".a.pt.tmp-" in synced[0] and not list(tmp_path.glob(".*tmp*"))

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,31 @@ def test_train_stores_threshold_and_temperature_in_the_tested_checkpoint(trained
     assert (trained["tmp"] / "run/reliability.png").is_file()
     rows = list(csv.DictReader(open(trained["tmp"] / "run/predictions.csv")))
     assert len(rows) == trained["metrics"]["data"]["test"] == 32
+    # predictions.csv reuses trainer.test's logits: they must be each file's own fp32 P(FAKE), in order
+    from aidetect.predict import predict_files
+    fresh = {Path(r["path"]).relative_to(trained["root"]).as_posix(): r["p_fake"]
+             for r in predict_files(model, [trained["root"] / r["path"] for r in rows])}
+    assert max(abs(float(r["p_fake"]) - fresh[r["path"]]) for r in rows) <= 1e-6
+
+
+def test_test_pass_keeps_each_images_logit_in_split_order(trained):
+    """run_test hands calibration the logits trainer.test computed (no second pass over the test
+    split): they are logits_of's, image for image; under bf16 it keeps none (recomputed in fp32)."""
+    import lightning as L
+
+    from aidetect.calibrate import logits_of
+    from aidetect.train import build_datamodule, run_test
+
+    model = load_detector(trained["ckpt"])
+    dm = build_datamodule(trained["cfg"].data, default_size=model.input_size)
+    dm.setup("fit")
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    results, logits = run_test(trainer, model, dm)
+    assert logits is not None and len(logits) == len(dm.splits["test"]) == 32
+    assert torch.allclose(logits, logits_of(model, dm.splits["test"].images), atol=1e-5)
+    assert results["test/acc"] == pytest.approx(((logits > 0).long() == dm.splits["test"].labels).float().mean().item())
+    bf16 = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, precision="bf16-mixed")
+    assert run_test(bf16, model, dm)[1] is None and model.kept_test_logits is None
 
 
 def test_fitted_temperature_recovers_a_known_overconfidence():
@@ -90,6 +116,25 @@ def test_threshold_maximises_balanced_accuracy_on_imbalanced_scores():
     labels = torch.cat([torch.zeros(90), torch.ones(10)]).long()
     t = best_threshold(probs, labels)
     assert 0.6 < t < 0.65  # between the last REAL and the first FAKE score
+
+
+def test_threshold_equals_a_brute_force_search_and_scales():
+    """Against balanced accuracy computed image by image at every midpoint; ties (rounded scores)
+    go to the midpoint nearest 0.5. 100k scores must not need an N x N table."""
+    from aidetect.calibrate import balanced_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    for n, decimals in ((300, 1), (300, 2), (500, 6)):
+        labels = (torch.rand(n, generator=g) < 0.3).long()
+        probs = ((torch.rand(n, generator=g) + 0.25 * labels).clamp(0, 1) * 10**decimals).round() / 10**decimals
+        values = probs.double().unique(sorted=True)
+        cands = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2, values[-1:] + 1e-6])
+        bal = torch.tensor([balanced_accuracy(probs.double(), labels, float(c)) for c in cands], dtype=torch.float64)
+        ties = (bal >= bal.max() - 1e-6).nonzero().squeeze(1)
+        expected = float(cands[ties[(cands[ties] - 0.5).abs().argmin()]].clamp(0, 1))
+        assert best_threshold(probs, labels) == pytest.approx(expected, abs=1e-9)
+    big = torch.rand(100_000, generator=g)
+    assert 0 <= best_threshold(big, (big > 0.3).long()) <= 1
 
 
 # --- predict -----------------------------------------------------------------------------------
@@ -290,11 +335,12 @@ def test_the_default_detector_ships_small_calibrated_and_predicts_without_a_chec
     assert len(r.stdout.splitlines()) == 3 and "2 scored" in r.stderr
 
 
-def test_eval_on_the_checkpoints_own_pooled_set_scores_only_what_training_held_out(tmp_path):
+@pytest.mark.parametrize("pool", ["true", "false"])  # false: training carves val and test out of the flat folder
+def test_eval_on_the_checkpoints_own_pooled_set_scores_only_what_training_held_out(tmp_path, pool):
     root = make_folder(tmp_path / "pool", 15, splits=("all",))
     for cls in ("REAL", "FAKE"):  # an unsplit folder: REAL/ and FAKE/ at the top
         (root / "all" / cls).rename(root / cls)
-    common = ["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}", "data.pool=true",
+    common = ["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}", f"data.pool={pool}",
               "data.name=pool", "data.split_seed=7", "trainer.enable_progress_bar=false", "logger=none"]
     m = train(compose_train(common + ["model=seed_cifake_cnn", "data.image_size=[32,32]", "trainer.max_epochs=1",
                                       f"output_dir={tmp_path / 'run'}"]))
@@ -328,4 +374,17 @@ def test_test_ckpt_last_stores_the_calibration_in_last_ckpt(tmp_path):
                              "data.image_size=[32,32]", "model=seed_cifake_cnn", "trainer.max_epochs=1", "test_ckpt=last",
                              "trainer.enable_progress_bar=false", "logger=none", f"output_dir={tmp_path / 'run'}"]))
     hp = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["hyper_parameters"]
+    assert hp["temperature"] == pytest.approx(m["calibration"]["calibration"]["temperature"])
+
+
+def test_without_a_test_split_the_calibration_still_goes_into_the_best_checkpoint(tmp_path):
+    """test=false: the run calibrates the weights users load by default (best_*.ckpt), not last.ckpt."""
+    root = make_folder(tmp_path / "ds", 10)
+    m = train(compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
+                             "data.image_size=[32,32]", "model=seed_cifake_cnn", "trainer.max_epochs=2", "test=false",
+                             "trainer.enable_progress_bar=false", "logger=none", f"output_dir={tmp_path / 'run'}"]))
+    best = next((tmp_path / "run/checkpoints").glob("best_*.ckpt"))
+    hp = torch.load(best, weights_only=True)["hyper_parameters"]
+    assert m["test"] == {} and m["tested_checkpoint"] == "none"
+    assert hp["threshold"] == pytest.approx(m["calibration"]["calibration"]["threshold"])
     assert hp["temperature"] == pytest.approx(m["calibration"]["calibration"]["temperature"])

@@ -183,3 +183,25 @@ def test_eval_results_without_epochs_get_no_empty_epoch_table(tmp_path):
     aggregate(sweep)
     md = (sweep / "results.md").read_text()
     assert "| none |" in md and "Validation accuracy per epoch" not in md
+
+
+def test_untested_jobs_are_listed_and_epochs_without_validation_stay_blank(tmp_path):
+    """A job trained with test=false has metrics.json but nothing to compare: listed, not a KeyError.
+    An epoch that did not validate (check_val_every_n_epoch > 1) is null in its curve, not a crash."""
+    sweep = tmp_path / "sweep"
+    for num, (seed, acc) in enumerate([(0, 0.9), (1, 0.92)]):
+        fake_job(sweep, num, seed, "none", 1, acc)
+        m = json.loads((sweep / str(num) / "metrics.json").read_text())
+        m["val_acc_per_epoch"] = [None, acc]
+        (sweep / str(num) / "metrics.json").write_text(json.dumps(m))
+    fake_job(sweep, 2, 2, "none", 1, 0.5)
+    m = json.loads((sweep / "2/metrics.json").read_text())
+    m["test"] = {}
+    (sweep / "2/metrics.json").write_text(json.dumps(m))
+    result = aggregate(sweep)
+    assert [r["seeds"] for r in result["rows"]] == [[0, 1]]
+    assert result["rows"][0]["val_acc_per_epoch"] == [None, pytest.approx(0.91)]
+    assert result["failed"] == [{"dir": "2", "overrides": {"aug.spec": "none@1", "seed": "2"},
+                                 "reason": "no test metrics (test=false)"}]
+    md = (sweep / "results.md").read_text()
+    assert "| none |  | 0.9100 |" in md and "(no test metrics (test=false))" in md

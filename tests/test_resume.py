@@ -65,13 +65,18 @@ def test_sigkill_after_epoch_2_then_resume_equals_an_uninterrupted_run(tmp_path,
     lines = [l for l in (full.stderr + full.stdout).splitlines() if "epoch " in l and "train/loss" in l]
     assert len(lines) == 4 and not any("train/loss n/a" in l for l in lines), lines
 
-    # Killed after the last epoch's checkpoint but before metrics.json: skip_done resumes a fit with
-    # nothing left to train, and the report still lists every epoch.
+    # Killed after the last epoch's checkpoint, while the job's files are written: metrics.json is the
+    # last of them (skip_done takes a job with it as complete), so the job is not done yet...
     (tmp_path / "full/metrics.json").unlink()
+    (tmp_path / "full/skipped.csv").unlink()
+    cut = run(tmp_path, kaggle_dir, "full", "skip_done=true", fault="before_rename:skipped.csv")
+    assert cut.returncode == -9 and not (tmp_path / "full/metrics.json").exists()
+    # ...and skip_done resumes a fit with nothing left to train; the report still lists every epoch.
     again = run(tmp_path, kaggle_dir, "full", "skip_done=true")
     assert again.returncode == 0, again.stderr[-2000:]
     mc = json.loads((tmp_path / "full/metrics.json").read_text())
     assert [e["epoch"] for e in mc["epochs"]] == [1, 2, 3, 4] and mc["test"]["acc"] == ma["test"]["acc"]
+    assert (tmp_path / "full/skipped.csv").is_file()
 
     # A job's identity does not include its folder: the same settings in two folders hash the same,
     # so a project that moved still finds its results.

@@ -291,6 +291,15 @@ def test_ema_before_its_first_update_leaves_the_trained_weights(tmp_path, kaggle
     assert all(torch.equal(a[k], b[k]) for k in a)  # the trained network, not the initial one
 
 
+def test_epochs_without_validation_record_none_not_the_last_validation(tmp_path, kaggle_dir):
+    m = train(compose_train(common(tmp_path, kaggle_dir) + [
+        "model=small_resnet", "model.net.width=8", "trainer.max_epochs=3", "+trainer.check_val_every_n_epoch=2",
+        "logger=none", f"output_dir={tmp_path / 'run'}"]))
+    assert m["val_acc_per_epoch"][0] is None and m["val_acc_per_epoch"][2] is None
+    assert m["val_acc_per_epoch"][1] is not None and m["epochs"][1]["val_images"] > 0
+    assert not any(k.startswith("val/") for k in m["epochs"][2])
+
+
 def test_optuna_search_selects_on_validation_accuracy(tmp_path, kaggle_dir):
     import os
     if os.environ.get("CI") != "true":  # CI installs the dev extra: there a missing sweeper is a failure

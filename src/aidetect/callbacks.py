@@ -117,9 +117,10 @@ class EpochStats(L.Callback):
         row = {"epoch": trainer.current_epoch + 1, "seconds": round(seconds, 3),
                "train_images": self._n["train"], "val_images": self._n["val"],
                "images_per_second": round((self._n["train"] + self._n["val"]) / seconds, 1)}
-        for k, v in trainer.callback_metrics.items():
-            if k.startswith("val/"):
-                row[k] = round(float(v), 6)
+        if self._n["val"]:  # callback_metrics keeps the last validation's values through epochs without one
+            for k, v in trainer.callback_metrics.items():
+                if k.startswith("val/"):
+                    row[k] = round(float(v), 6)
         self.epochs.append(row)
         # One line per epoch in the log, readable without a progress bar and when piped.
         # The module logs its epoch metrics after this hook (Lightning calls callbacks first).

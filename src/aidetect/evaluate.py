@@ -6,7 +6,9 @@
 The checkpoint carries everything about the model (network, view, input size, resize
 policy), so the images are seen exactly as in training; only the data comes from this
 config. A folder is scored whole: its test/ if present, else val/, else every image under
-REAL/ and FAKE/. Images are brought to the checkpoint's input size with its resize policy
+REAL/ and FAKE/; but the very set the checkpoint trained on, when training carved its test
+split out of it (data=faces, or a folder with no split folders), gives only that held-out part
+(``split=whole`` overrides). Images are brought to the checkpoint's input size with its resize policy
 unless ``data.image_size`` is given.
 
 Besides trainer.test's figures (accuracy at 0.5 on the raw logit, comparable across the
@@ -16,6 +18,7 @@ and with ``robustness=standard`` the corruption grid (robustness.csv/.md/.png).
 """
 
 import logging
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -26,9 +29,26 @@ from aidetect.config import ConfigError
 from aidetect.io import write_json
 from aidetect.module import SCHEMA_VERSION, load_detector
 from aidetect.predict import write_predictions
-from aidetect.train import build_datamodule, output_dir, write_skipped
+from aidetect.train import build_datamodule, output_dir, run_test, write_skipped
 
 log = logging.getLogger(__name__)
+
+
+def _source(data: dict) -> Path | None:
+    where = data.get("archive") or data.get("root")
+    return None if where is None else Path(str(where)).expanduser().resolve()
+
+
+def carved_from(trained_data: dict, data_cfg) -> bool:
+    """True when data_cfg is the very folder (or archive) the checkpoint trained on and that folder has
+    no split folders: training carved its val and test parts out of it, so scoring the whole folder
+    would score the training images too."""
+    source = _source(trained_data)
+    if source is None or source != _source(data_cfg):
+        return False
+    probe = build_datamodule(data_cfg)
+    probe.prepare_data()
+    return "all" in probe.layout()
 
 
 def image_size_given(cfg: DictConfig):
@@ -62,8 +82,9 @@ def evaluate(cfg: DictConfig) -> dict:
         raise ConfigError(f"split={split!r}; valid: auto, whole (every image of the folder), held_out (the test "
                           f"split the checkpoint's training run held out: same data settings and split seed)")
     trained_data = (model.run_config or {}).get("data") or {}
-    if split == "auto":  # the checkpoint's own pooled set (data=faces), split by its seed: what it held out
-        split = "held_out" if data_cfg.get("pool") and trained_data.get("name") == data_cfg.get("name") else "whole"
+    if split == "auto":  # the data the checkpoint was trained on, split by its seed: only what it held out
+        split = "held_out" if trained_data.get("name") == data_cfg.get("name") and (
+            data_cfg.get("pool") or carved_from(trained_data, data_cfg)) else "whole"
     if split == "held_out":  # every setting that shapes the split as the training run had it (resolved then)
         for key in ("split_seed", "test_fraction", "val_fraction", "dedup", "min_side", "pool"):
             if key in trained_data and key in data_cfg:
@@ -78,13 +99,13 @@ def evaluate(cfg: DictConfig) -> dict:
         datamodule.counts["test_from"] = f"held-out test split (split seed {datamodule.split_seed})"
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(out))
-    results = trainer.test(model, datamodule=datamodule)[0]
+    results, logits = run_test(trainer, model, datamodule)
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else float(model.hparams.threshold)
     if not 0 <= threshold <= 1:
         raise ConfigError(f"threshold={threshold}: give a probability between 0 and 1")
     test = datamodule.splits["test"]
-    # Per image, through the same call as `aidetect predict`: the probabilities agree exactly.
-    probs = model.probability(logits_of(model, test.images))
+    # Per image, as `aidetect predict` computes them (fp32): the probabilities agree.
+    probs = model.probability(logits_of(model, test.images) if logits is None else logits)
     extra = score(probs, test.labels, threshold)
     results.update({f"test/{k}": v for k, v in extra.items() if f"test/{k}" not in results})
     write_predictions(out / "predictions.csv", test.names, probs, threshold, test.labels)

@@ -31,6 +31,18 @@ def atomic_write(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    """A matplotlib figure as a PNG, written atomically, and closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write(Path(path), buf.getvalue())
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
@@ -43,7 +55,10 @@ def torch_save(obj, path: Path) -> None:
     path = Path(path)
     tmp = _tmp(path)
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # through a handle so it can be flushed to disk before the rename
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         point("before_rename")
         point(f"before_rename:{path.name}")
         os.replace(tmp, path)

@@ -114,9 +114,13 @@ class Detector(L.LightningModule):
     # every prediction of the epoch either way.
     FLUSH_EVERY = 256
 
+    kept_test_logits: list | None = None  # set to [] by train.run_test to keep each test image's logit
+
     def _step(self, batch, stage: str):
         x, y = batch
         logits = self(x)
+        if stage == "test" and self.kept_test_logits is not None:
+            self.kept_test_logits.append(logits.detach().float().cpu())
         target = y.float()
         if self.training and self.hparams.label_smoothing:  # targets eps/2 and 1 - eps/2
             target = target * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing

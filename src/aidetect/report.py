@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
-from aidetect.io import atomic_write
+from aidetect.io import atomic_write, save_figure
 
 METRICS = ("acc", "auroc", "f1")
 BASELINE = "none"  # the view every other one is compared with
@@ -48,6 +48,9 @@ def load_jobs(sweep: Path) -> tuple[list[dict], list[dict]]:
         job = {"dir": d.name, "overrides": overrides, "seed": cfg["seed"]}
         if (d / "metrics.json").is_file():
             job["metrics"] = json.loads((d / "metrics.json").read_text())
+            if "acc" not in (job["metrics"].get("test") or {}):  # trained with test=false: nothing to compare
+                broken.append({**job, "reason": "no test metrics (test=false)"})
+                continue
             job["seed"] = job["metrics"].get("seed", job["seed"])
             job["view"] = resolved_view(job["metrics"])  # as trained: name and its own settings
             done.append(job)
@@ -145,7 +148,10 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
         for m in METRICS:
             row[m] = mean_ci([j["metrics"]["test"][m] for j in by_seed.values()], bounds=(0.0, 1.0))
         curves = [j["metrics"].get("val_acc_per_epoch") or [] for j in by_seed.values()]  # none for eval runs
-        row["val_acc_per_epoch"] = [sum(c[e] for c in curves) / len(curves) for e in range(min(map(len, curves)))]
+        row["val_acc_per_epoch"] = []  # None where no seed validated that epoch (check_val_every_n_epoch > 1)
+        for e in range(min(map(len, curves))):
+            seen = [c[e] for c in curves if c[e] is not None]
+            row["val_acc_per_epoch"].append(sum(seen) / len(seen) if seen else None)
         base = groups.get(((baseline,), other))
         row["vs_baseline"] = None if base is None or vkey == (baseline,) else paired(
             {s: j["metrics"]["test"]["acc"] for s, j in by_seed.items()},
@@ -157,7 +163,8 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
     for r, p in zip(compared, holm([r["vs_baseline"]["p"] for r in compared])):
         r["vs_baseline"]["p_holm"] = p
     result = {"sweep": str(sweep), "varying": varying, "view_settings": view_settings, "baseline": baseline,
-              "rows": rows, "failed": [{"dir": j["dir"], "overrides": j["overrides"]} for j in broken]}
+              "rows": rows, "failed": [{"dir": j["dir"], "overrides": j["overrides"],
+                                        **({"reason": j["reason"]} if "reason" in j else {})} for j in broken]}
     write_csv(sweep / "results.csv", result)
     atomic_write(sweep / "results.md", markdown(result).encode())
     plot(sweep / "results.png", result)
@@ -227,10 +234,11 @@ def markdown(result: dict) -> str:
                   "|---|" + ("---|" if vs else "") + "---|" * n_ep]
         for r in result["rows"]:
             lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "")
-                         + " | ".join(f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
+                         + " | ".join("" if a is None else f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
     if result["failed"]:
         lines += ["", f"Failed or unfinished jobs ({len(result['failed'])}), not in the table:", ""]
-        lines += [f"- `{f['dir']}`: {' '.join(f'{k}={v}' for k, v in f['overrides'].items())}" for f in result["failed"]]
+        lines += [f"- `{f['dir']}`: {' '.join(f'{k}={v}' for k, v in f['overrides'].items())}"
+                  + (f" ({f['reason']})" if "reason" in f else "") for f in result["failed"]]
     return "\n".join(lines) + "\n"
 
 
@@ -285,8 +293,7 @@ def plot(path: Path, result: dict) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 class AggregateCallback(Callback):

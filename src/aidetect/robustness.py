@@ -95,7 +95,7 @@ COLUMNS = ["corruption", "n", "acc_at_threshold", "auroc", "average_precision", 
 
 
 def write_tables(rows, out: Path, threshold: float, title: str):
-    from aidetect.io import atomic_write
+    from aidetect.io import atomic_write, save_figure
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, COLUMNS + ["balanced_acc_at_threshold", "failed"], extrasaction="ignore")
@@ -126,7 +126,4 @@ def write_tables(rows, out: Path, threshold: float, title: str):
     ax.set(ylim=(0, 1), title=f"{title} robustness".strip())
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(out / "robustness.png", buf.getvalue())
+    save_figure(fig, out / "robustness.png")

@@ -187,20 +187,40 @@ def job_sha(cfg: DictConfig) -> str:
     return sha
 
 
-def calibrate_tested(cfg, trainer, model: Detector, datamodule, out: Path, use) -> dict:
-    """Threshold and temperature fitted on validation, stored in the checkpoint that was tested
-    (the best one, or last.ckpt with test_ckpt=last), and the test split scored with them."""
+def run_test(trainer: L.Trainer, model: Detector, datamodule, **kw) -> tuple[dict, torch.Tensor | None]:
+    """trainer.test, keeping every test image's raw logit in split order when one process scores
+    the whole split in full precision: calibration, predictions.csv and the ECE then need no second
+    pass over the test set. Otherwise (DDP shards, bf16, a test limit) the logits are None and
+    those are computed again in fp32, as `aidetect predict` computes them."""
+    keep = trainer.world_size == 1 and str(trainer.precision) in ("32-true", "64-true")
+    model.kept_test_logits = [] if keep else None
+    try:
+        results = trainer.test(model, datamodule=datamodule, **kw)[0]
+        logits = torch.cat(model.kept_test_logits) if keep and model.kept_test_logits else None
+    finally:
+        model.kept_test_logits = None
+    test = datamodule.splits.get("test")
+    return results, (logits if logits is not None and test is not None and len(logits) == len(test) else None)
+
+
+def tested_checkpoint(cfg, trainer) -> tuple[str, Path | None]:
+    """Which weights a run tests and calibrates, and their file: ("best", the best checkpoint by
+    val/acc) or ("final weights", the "last" callback's file if one was written)."""
+    ckpt = trainer.checkpoint_callback
+    if cfg.get("test_ckpt", "best") == "best" and ckpt is not None and ckpt.best_model_path and not trainer.fast_dev_run:
+        return "best", Path(ckpt.best_model_path)
+    lasts = [Path(c.best_model_path) for c in trainer.checkpoint_callbacks if c.filename == "last" and c.best_model_path]
+    return "final weights", (lasts[0] if lasts and not trainer.fast_dev_run else None)
+
+
+def calibrate_tested(cfg, model: Detector, scored: Detector, datamodule, out: Path, path: Path | None,
+                     test_logits: torch.Tensor | None = None) -> dict:
+    """Threshold and temperature fitted on validation with the tested weights (``scored``), stored
+    in their checkpoint ``path``, and the test split scored with them (from ``test_logits`` if kept)."""
     from aidetect.calibrate import calibrate_and_score
 
-    ckpt = trainer.checkpoint_callback
-    if use == "best":
-        path = Path(ckpt.best_model_path)
-    else:  # the final weights: the "last" callback's file (configs/callbacks/default.yaml), if one was written
-        lasts = [Path(c.best_model_path) for c in trainer.checkpoint_callbacks if c.filename == "last" and c.best_model_path]
-        path = lasts[0] if lasts else None
-    scored = load_detector(path) if use == "best" else model  # exactly the weights a user will load
     splits = {"val": datamodule.splits["val"], "test": datamodule.splits["test"] if cfg.get("test") else None}
-    result = calibrate_and_score(scored, splits, out, path, title=datamodule.name)
+    result = calibrate_and_score(scored, splits, out, path, title=datamodule.name, test_logits=test_logits)
     model.hparams.temperature, model.hparams.threshold = scored.hparams.temperature, scored.hparams.threshold
     return result
 
@@ -286,18 +306,18 @@ def _train(cfg: DictConfig) -> dict:
                                       default_root_dir=str(out), plugins=[AtomicCheckpointIO()])
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    results, use = {}, None
+    results = {}
+    use, path = tested_checkpoint(cfg, trainer)
+    # The weights a user gets from the file, through load_detector: with ckpt_path=, Lightning's EMA
+    # callback would reload the raw (non-averaged) weights for testing instead, and a job resumed after
+    # its final epoch never swaps the average in (its fit loop does not run).
+    tested = load_detector(path) if path is not None else model
+    test_logits = None
     if cfg.get("test"):
-        ckpt = trainer.checkpoint_callback  # the first one: best by val/acc
-        use = "best" if (cfg.get("test_ckpt", "best") == "best" and ckpt is not None and ckpt.best_model_path
-                         and not trainer.fast_dev_run) else None  # None: the weights in memory = last epoch
-        # The weights a user gets from the file, through load_detector: with ckpt_path=, Lightning's
-        # EMA callback would reload the raw (non-averaged) weights for testing instead.
-        tested = load_detector(ckpt.best_model_path) if use == "best" else model
-        results = trainer.test(tested, datamodule=datamodule, weights_only=True)[0]
+        results, test_logits = run_test(trainer, tested, datamodule, weights_only=True)
     calibration = None
     if cfg.get("calibrate", True) and not trainer.fast_dev_run and trainer.is_global_zero:
-        calibration = calibrate_tested(cfg, trainer, model, datamodule, out, use)
+        calibration = calibrate_tested(cfg, model, tested, datamodule, out, path, test_logits)
         results.update({f"test/{k}": v for k, v in calibration.pop("test").items() if f"test/{k}" not in results})
 
     metrics = {
@@ -305,7 +325,7 @@ def _train(cfg: DictConfig) -> dict:
         "config_sha": sha,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},
         "calibration": calibration,
-        "tested_checkpoint": "none" if not results else (use or "final weights"),
+        "tested_checkpoint": "none" if not results else use,
         "val_acc_per_epoch": [e.get("val/acc") for e in stats.epochs],
         "epochs": stats.epochs,
         "seconds_per_epoch": [e["seconds"] for e in stats.epochs],
@@ -324,10 +344,10 @@ def _train(cfg: DictConfig) -> dict:
     if not trainer.is_global_zero:  # DDP: rank zero writes the run's files
         return metrics
     metrics["world_size"] = trainer.world_size
-    write_json(out / "metrics.json", metrics)
     write_skipped(out, datamodule.skipped)
     write_hparams(trainer, hparams_for_tensorboard(cfg, model, datamodule))
     for lg in trainer.loggers:
         lg.finalize("success")
+    write_json(out / "metrics.json", metrics)  # last: skip_done takes a job with metrics.json as complete
     log.info("wrote %s", out / "metrics.json")
     return metrics

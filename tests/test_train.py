@@ -377,16 +377,33 @@ def test_speed_settings_compile_and_threads_keep_the_job_and_its_checkpoint(tmp_
 def test_provenance_counts_a_new_untracked_config_as_dirty():
     """A run from an experiment config that is not committed yet is not reproducible from its
     commit alone: git_dirty says so. Scratch files outside code and configs do not count."""
-    from aidetect.config import provenance
+    from aidetect.config import read_provenance
 
-    if provenance()["git_commit"] is None:
+    if read_provenance()["git_commit"] is None:
         pytest.skip("not a git checkout")
-    if provenance()["git_dirty"]:
+    if read_provenance()["git_dirty"]:
         pytest.skip("this checkout already has uncommitted code or configs")
     new = ROOT / "configs/experiment/_untracked_probe.yaml"
     try:
         new.write_text("# @package _global_\nseed: 7\n")
-        assert provenance()["git_dirty"] is True
+        assert read_provenance()["git_dirty"] is True
     finally:
         new.unlink()
-    assert provenance()["git_dirty"] is False
+    assert read_provenance()["git_dirty"] is False
+
+
+def test_provenance_is_the_code_the_process_started_with(monkeypatch):
+    """A long in-process sweep runs the code it imported; a commit made meanwhile must not be
+    recorded by its later jobs. provenance() reads git once per process and hands out copies."""
+    import aidetect.config as config
+
+    reads = []
+    states = iter([{"git_commit": "a" * 40, "git_dirty": False, "packages": {"torch": "x"}, "python": "3"},
+                   {"git_commit": "b" * 40, "git_dirty": True, "packages": {"torch": "y"}, "python": "3"}])
+    monkeypatch.setattr(config, "_FIRST", None)
+    monkeypatch.setattr(config, "read_provenance", lambda: reads.append(1) or next(states))
+    first = config.provenance()
+    first["packages"]["torch"] = "mutated by a caller"
+    second = config.provenance()  # after "a commit": still the first job's code
+    assert second["git_commit"] == "a" * 40 and second["git_dirty"] is False
+    assert second["packages"]["torch"] == "x" and len(reads) == 1

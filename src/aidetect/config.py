@@ -64,8 +64,24 @@ def compose(config_name: str, overrides=()):
         raise ConfigError(f"{' '.join(overrides)}: {e}") from None
 
 
+_FIRST: dict | None = None
+
+
 def provenance() -> dict:
-    """Where a run or checkpoint came from: code version and the packages that shape results."""
+    """Where a run or checkpoint came from: code version and the packages that shape results.
+
+    The code is read from git once per process, at the first call: an in-process Hydra sweep runs
+    the code it imported when it started, so a commit made while it runs must not be credited to its
+    later jobs. (Configs are composed per job and saved whole with each run, so they need no such care.)
+    """
+    global _FIRST
+    if _FIRST is None:
+        _FIRST = read_provenance()
+    return dict(_FIRST, packages=dict(_FIRST["packages"]))
+
+
+def read_provenance() -> dict:
+    """The code version and packages as git and the installed metadata say now (uncached)."""
     import platform
     import subprocess
     from importlib.metadata import PackageNotFoundError, version

@@ -5,6 +5,7 @@ uninterrupted run's. A kill in the middle of a checkpoint save leaves the previo
 import json
 import os
 
+import pytest
 import torch
 
 from aidetect.module import load_detector
@@ -109,3 +110,22 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_pa
     assert json.loads((tmp_path / "resumed/metrics.json").read_text())["config_sha"] == fresh
     again = run(tmp_path, kaggle_dir, "resumed", "skip_done=true")
     assert "holds this job's result" in again.stderr + again.stdout, again.stderr[-2000:]
+
+
+def test_test_ckpt_last_resumed_after_its_final_epoch_tests_the_same_weights(tmp_path, kaggle_dir):
+    """A job killed after its final checkpoint (before metrics.json) and re-run with skip_done skips
+    the fit loop: with test_ckpt=last it must still test the file's averaged weights, as the
+    uninterrupted job did, not whatever the restored module holds."""
+    extra = ("test_ckpt=last", "trainer.max_epochs=2")
+    first = run(tmp_path, kaggle_dir, "job", *extra)
+    assert first.returncode == 0, first.stderr[-2000:]
+    m1 = json.loads((tmp_path / "job/metrics.json").read_text())
+    assert m1["tested_checkpoint"] == "final weights"
+    (tmp_path / "job/metrics.json").unlink()  # as if killed after the last checkpoint
+    again = run(tmp_path, kaggle_dir, "job", *extra, "skip_done=true")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming this job from" in again.stderr + again.stdout
+    m2 = json.loads((tmp_path / "job/metrics.json").read_text())
+    assert m2["tested_checkpoint"] == "final weights"
+    assert m2["test"]["loss"] == pytest.approx(m1["test"]["loss"], abs=1e-6)
+    assert m2["test"]["acc"] == m1["test"]["acc"] and m2["test"]["auroc"] == pytest.approx(m1["test"]["auroc"], abs=1e-6)

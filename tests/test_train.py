@@ -314,6 +314,43 @@ def test_optuna_search_selects_on_validation_accuracy(tmp_path, kaggle_dir):
     assert best == pytest.approx(max(val))  # validation, never test
 
 
+def test_optuna_search_rerun_skips_finished_trials_and_resumes_the_interrupted_one(tmp_path, kaggle_dir):
+    import os
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep = tmp_path / "search"
+    args = ["train.py", "-m", "hparams_search=small_resnet_optuna", f"data.archive={kaggle_dir}",
+            f"data.data_dir={tmp_path / 'data'}", "data.fraction=1.0", "data.batch_size=16", "logger=none",
+            "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"]
+    r = run_script(*args, "hydra.sweeper.n_trials=2")
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    def params(n):
+        return sorted(o for o in yaml.safe_load((sweep / str(n) / ".hydra/overrides.yaml").read_text())
+                      if o.startswith("model."))
+
+    def val(n):
+        return json.loads((sweep / str(n) / "metrics.json").read_text())["val_acc_per_epoch"][-1]
+
+    first, interrupted, interrupted_val = params(0), params(1), val(1)
+    (sweep / "1/metrics.json").unlink()  # killed during its test: no result, its last.ckpt is there
+
+    r = run_script(*args, "hydra.sweeper.n_trials=3")  # the same command, with one trial more
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(int(p.name) for p in sweep.iterdir() if p.name.isdigit()) == [0, 1, 2]
+    assert params(0) == first and params(1) == interrupted  # the seeded sampler proposes them again
+    assert "holds this job's result" in (sweep / "0/train.log").read_text()  # not trained again
+    assert "resuming this job from" in (sweep / "1/train.log").read_text()  # from its last.ckpt
+    assert val(1) == pytest.approx(interrupted_val)
+    assert params(2) not in (first, interrupted)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
+    assert best == pytest.approx(max(val(n) for n in (0, 1, 2)))  # finished trials count in the study
+
+    r = run_script(*args, "hydra.sweeper.n_trials=3")  # nothing left to train
+    assert r.returncode == 0 and not (sweep / "3").exists(), r.stderr[-3000:]
+    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"] == pytest.approx(best)
+
+
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, kaggle_dir):
     first = compose_train(common(tmp_path, kaggle_dir) + ["trainer.max_epochs=1", f"output_dir={tmp_path / 'a'}"])
     train(first)

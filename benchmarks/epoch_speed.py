@@ -12,7 +12,8 @@ Sections (each row also reports its peak RSS growth, sampled every 5 ms):
             by the EpochStats callback that writes metrics.json; models seed_cifake_cnn and the
             SmallResNet of experiment=best_cifake, batch 32 and 256, view none.
   settings  the framework with speed settings (foreach/fused optimizer, threads=1, bf16 autocast,
-            compile=true) against the same limit, seed CNN at batch 32, 2 epochs each with the
+            compile=true) against the same limit, seed CNN at batch 32 (or --settings-model
+            best_cifake --settings-batch 128: that recipe), 2 epochs each with the
             second timed (compilation happens in the first); validation accuracy per epoch beside
             each, to check that the setting leaves it unchanged (within 0.003 of the default run).
   peer      the original's loading: torchvision ImageFolder + PIL + ToTensor, one process,
@@ -42,7 +43,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-MODELS = {"seed_cnn": ["model=seed_cifake_cnn"], "small_resnet": ["model=small_resnet"]}  # best_cifake's net
+MODELS = {"seed_cnn": ["model=seed_cifake_cnn"], "small_resnet": ["model=small_resnet"],  # best_cifake's net
+          "best_cifake": ["experiment=best_cifake"]}  # its whole recipe: EMA callback and flips too
 SETTINGS = {"default": [], "foreach": ["+model.optimizer.foreach=true"], "fused": ["+model.optimizer.fused=true"],
             "threads1": ["threads=1"], "bf16": ["trainer.precision=bf16-mixed"], "compile": ["compile=true"]}
 
@@ -335,6 +337,8 @@ def main():
     p.add_argument("--models", default="seed_cnn,small_resnet")
     p.add_argument("--batch-sizes", default="32,256")
     p.add_argument("--settings", default="foreach,fused,threads1,bf16,compile")
+    p.add_argument("--settings-model", default="seed_cnn", choices=sorted(MODELS), help="the settings section's model")
+    p.add_argument("--settings-batch", type=int, default=32, help="the settings section's batch size")
     p.add_argument("--profile", action="store_true", help="also profile one framework epoch (seed CNN, batch 32)")
     p.add_argument("--quick", action="store_true", help="a tiny fraction, one repeat: checks that every row runs")
     p.add_argument("--out", help="also write the results as JSON here")
@@ -367,10 +371,11 @@ def main():
                     for kind in (("limit", "framework") if rep % 2 == 0 else ("framework", "limit")):
                         add(f"{kind} {m} b{bs}", limit_epoch(cfg) if kind == "limit" else framework_epoch(cfg))
         if "settings" in sections:  # 2 epochs each, the second one timed
-            two = [*MODELS["seed_cnn"], "data.batch_size=32", "trainer.max_epochs=2"]
-            add("limit seed_cnn b32 (settings)", limit_epoch(compose(a, *two), epochs=2))
+            m, bs = a.settings_model, a.settings_batch
+            two = [*MODELS[m], f"data.batch_size={bs}", "trainer.max_epochs=2"]
+            add(f"limit {m} b{bs} (settings)", limit_epoch(compose(a, *two), epochs=2))
             for s in ["default", *a.settings.split(",")]:
-                add(f"framework seed_cnn b32 {s}", framework_epoch(compose(a, *two, *SETTINGS[s])))
+                add(f"framework {m} b{bs} {s}", framework_epoch(compose(a, *two, *SETTINGS[s])))
         if "peer" in sections:
             cfg = compose(a, *MODELS["seed_cnn"], "data.batch_size=32")
             add("peer ImageFolder+PIL seed_cnn b32", peer_epoch(cfg))

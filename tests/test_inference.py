@@ -133,3 +133,23 @@ def test_eval_scores_a_flat_folder_whole_and_lists_skipped_files(trained, tmp_pa
     assert len(skipped) == 2 and "broken.png" in skipped[1]
     with pytest.raises(ConfigError, match="takes exactly \\[48, 64\\]"):  # a fixed-size network
         evaluate(eval_cfg(trained, tmp_path, flat, "data.image_size=[32,32]"))
+
+
+def test_eval_flip_tta_scores_the_mean_logit_of_each_image_and_its_mirror(trained, tmp_path):
+    root = make_folder(tmp_path / "only_test", 6, size=(70, 70), seed=5, splits=("test",))
+    plain = evaluate(eval_cfg(trained, tmp_path / "plain", root))
+    m = evaluate(eval_cfg(trained, tmp_path / "tta", root, "tta=flip"))
+    assert plain["tta"] == "none" and m["tta"] == "flip"
+    model = load_detector(trained["ckpt"])
+    assert model.tta == "none"  # never stored in the checkpoint
+    rows = (tmp_path / "tta/eval/predictions.csv").read_text().splitlines()[1:]
+    names = [r.split(",")[0] for r in rows]
+    got = torch.tensor([float(r.split(",")[2]) for r in rows])  # path,true_label,p_fake,label
+    x = model.prepare([Image.open(root / n) for n in names])
+    with torch.no_grad():  # the view (inverted_saturated) sees the mirrored image, then the two logits are averaged
+        want = model.probability((model(x) + model(x.flip(-1))) / 2)
+        alone = model.probability(model(x))
+    assert torch.allclose(got, want, atol=1e-5)  # 6 decimals in the file
+    assert (got - alone).abs().max() > 5e-5  # not mirror-symmetric images: TTA moved the (barely trained) scores
+    with pytest.raises(ConfigError, match="tta='rotate'; valid: none, flip"):
+        evaluate(eval_cfg(trained, tmp_path / "bad", root, "tta=rotate"))

@@ -64,6 +64,9 @@ def image_size_given(cfg: DictConfig):
 
 def evaluate(cfg: DictConfig) -> dict:
     model = load_detector(cfg.ckpt_path, weights=cfg.get("weights", "average"))
+    model.tta = cfg.get("tta", "none")
+    if model.tta not in ("none", "flip"):
+        raise ConfigError(f"tta={model.tta!r}; valid: none, flip (mean logit of each image and its left-right mirror)")
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed)
@@ -126,6 +129,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "robustness": robustness,
         "checkpoint": str(cfg.ckpt_path),
         "weights": cfg.get("weights", "average"),
+        "tta": model.tta,
         "view": model.view.spec(),
         "model": model.describe(),
         "seed": saved.get("seed"),  # the training seed: lets `aidetect aggregate` pair eval sweeps

@@ -68,6 +68,7 @@ class Detector(L.LightningModule):
         self._pending: dict[str, list] = {}  # per stage: steps not yet given to the metrics
         self.run_config: dict | None = None  # the composed Hydra config, set by train.py
         self.provenance: dict | None = None
+        self.tta = "none"  # eval.py tta=flip: not saved, so a checkpoint always loads as trained
 
     @property
     def num_parameters(self) -> int:
@@ -79,7 +80,11 @@ class Detector(L.LightningModule):
         if self.training and self.augment.active and images.dtype == torch.uint8:
             images = self.augment(images)
         x = self.view(to_float(images)).contiguous(memory_format=self.memory_format)
-        return self.net(x).squeeze(1)
+        logits = self.net(x).squeeze(1)
+        if self.tta == "flip" and not self.training:  # the mirror goes through the view too (FFT's doesn't commute)
+            mirror = self.view(to_float(images.flip(-1))).contiguous(memory_format=self.memory_format)
+            logits = (logits + self.net(mirror).squeeze(1)) / 2
+        return logits
 
     def prepare(self, images) -> torch.Tensor:
         """PIL images or uint8 tensors of any size and mode -> uint8 [B, 3, H, W] at the input

@@ -141,7 +141,7 @@ def test_eval_flip_tta_scores_the_mean_logit_of_each_image_and_its_mirror(traine
     m = evaluate(eval_cfg(trained, tmp_path / "tta", root, "tta=flip"))
     assert plain["tta"] == "none" and m["tta"] == "flip"
     model = load_detector(trained["ckpt"])
-    assert model.tta == "none"  # never stored in the checkpoint
+    assert "tta" not in torch.load(trained["ckpt"], weights_only=True)["hyper_parameters"]  # eval-time only
     rows = (tmp_path / "tta/eval/predictions.csv").read_text().splitlines()[1:]
     names = [r.split(",")[0] for r in rows]
     got = torch.tensor([float(r.split(",")[2]) for r in rows])  # path,true_label,p_fake,label
@@ -153,3 +153,27 @@ def test_eval_flip_tta_scores_the_mean_logit_of_each_image_and_its_mirror(traine
     assert (got - alone).abs().max() > 5e-5  # not mirror-symmetric images: TTA moved the (barely trained) scores
     with pytest.raises(ConfigError, match="tta='rotate'; valid: none, flip"):
         evaluate(eval_cfg(trained, tmp_path / "bad", root, "tta=rotate"))
+
+
+def test_flip_tta_mirrors_the_image_before_the_view_and_averages_logits():
+    """The FFT view's log-magnitude does not commute with a mirror (the mirrored spectrum is shifted
+    by one bin), so mirroring the view's output instead of the image would give other logits; with
+    logits scaled well away from 0, averaging probabilities instead of logits would too."""
+    from aidetect.module import Detector
+    from aidetect.views import to_float
+
+    torch.manual_seed(0)
+    det = Detector(net={"_target_": "aidetect.models.SeedCifakeCNN"}, view={"name": "fft"}, input_size=[32, 32]).eval()
+    with torch.no_grad():
+        last = [m for m in det.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+        last.weight *= 3000
+        last.bias -= det(x).mean()  # centred, spread over several units
+        plain, mirrored = det(x), det(x.flip(-1))
+        view_then_flip = det.net(det.view(to_float(x)).flip(-1).contiguous(memory_format=det.memory_format)).squeeze(1)
+        det.tta = "flip"
+        got = det(x)
+    assert plain.std() > 0.5 and (mirrored - plain).abs().max() > 1
+    assert torch.allclose(got, (plain + mirrored) / 2, atol=1e-4)
+    assert (view_then_flip - mirrored).abs().max() > 0.1  # so the order of mirror and view is tested
+    assert (got - torch.logit((plain.sigmoid() + mirrored.sigmoid()) / 2)).abs().max() > 0.05

@@ -13,7 +13,9 @@ Sections (each row also reports its peak RSS growth, sampled every 5 ms):
             SmallResNet of experiment=best_cifake, batch 32 and 256, view none.
   settings  the framework with speed settings (foreach/fused optimizer, threads=1, bf16 autocast,
             compile=true) against the same limit, seed CNN at batch 32 (or --settings-model
-            best_cifake --settings-batch 128: that recipe), 2 epochs each with the
+            best_cifake --settings-batch 128: that recipe's model, flips and EMA callback; the
+            bare loop has neither flips nor EMA, and EMA starts at step 620, so it only runs in
+            the timed epoch at --fraction 1), 2 epochs each with the
             second timed (compilation happens in the first); validation accuracy per epoch beside
             each, to check that the setting leaves it unchanged (within 0.003 of the default run).
   peer      the original's loading: torchvision ImageFolder + PIL + ToTensor, one process,
@@ -44,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 MODELS = {"seed_cnn": ["model=seed_cifake_cnn"], "small_resnet": ["model=small_resnet"],  # best_cifake's net
-          "best_cifake": ["experiment=best_cifake"]}  # its whole recipe: EMA callback and flips too
+          "best_cifake": ["experiment=best_cifake"]}  # with its flips and EMA callback (see settings)
 SETTINGS = {"default": [], "foreach": ["+model.optimizer.foreach=true"], "fused": ["+model.optimizer.fused=true"],
             "threads1": ["threads=1"], "bf16": ["trainer.precision=bf16-mixed"], "compile": ["compile=true"]}
 

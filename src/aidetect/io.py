@@ -7,6 +7,7 @@ file systems), flushes it to disk, then renames it over the target in one step.
 import json
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -14,21 +15,27 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+@contextmanager
+def _replacing(path: Path):
+    """A binary handle on a temp file that becomes `path` only if the block finishes."""
     from aidetect.faults import point
 
-    path = Path(path)
     tmp = _tmp(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
-            os.fsync(f.fileno())
+            os.fsync(f.fileno())  # on disk before the rename, so a crash cannot leave an empty target
         point("before_rename")
         point(f"before_rename:{path.name}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    with _replacing(Path(path)) as f:
+        f.write(data)
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> None:
@@ -50,17 +57,5 @@ def write_json(path: Path, obj) -> None:
 def torch_save(obj, path: Path) -> None:
     import torch
 
-    from aidetect.faults import point
-
-    path = Path(path)
-    tmp = _tmp(path)
-    try:
-        with open(tmp, "wb") as f:  # through a handle so it can be flushed to disk before the rename
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        point("before_rename")
-        point(f"before_rename:{path.name}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _replacing(Path(path)) as f:
+        torch.save(obj, f)

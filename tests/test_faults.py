@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import ROOT, make_image
@@ -244,3 +245,15 @@ def test_checkpoints_and_caches_reach_the_disk_before_the_rename(tmp_path, monke
     aio.torch_save({"x": torch.arange(3)}, tmp_path / "a.pt")
     assert torch.equal(torch.load(tmp_path / "a.pt")["x"], torch.arange(3))
     assert len(synced) == 1 and ".a.pt.tmp-" in synced[0] and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temp_file(tmp_path):
+    """An error while writing (here: an object pickle refuses) must not touch the target."""
+    import aidetect.io as aio
+
+    target = tmp_path / "last.ckpt"
+    aio.torch_save({"step": 1}, target)
+    with pytest.raises(Exception):
+        aio.torch_save({"step": 2, "bad": lambda: None}, target)
+    assert torch.load(target) == {"step": 1}
+    assert [f.name for f in tmp_path.iterdir()] == ["last.ckpt"]

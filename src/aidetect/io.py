@@ -20,6 +20,7 @@ def _replacing(path: Path):
     """A binary handle on a temp file that becomes `path` only if the block finishes."""
     from aidetect.faults import point
 
+    path = Path(path)
     tmp = _tmp(path)
     try:
         with open(tmp, "wb") as f:
@@ -34,7 +35,7 @@ def _replacing(path: Path):
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    with _replacing(Path(path)) as f:
+    with _replacing(path) as f:
         f.write(data)
 
 
@@ -57,5 +58,5 @@ def write_json(path: Path, obj) -> None:
 def torch_save(obj, path: Path) -> None:
     import torch
 
-    with _replacing(Path(path)) as f:
+    with _replacing(path) as f:
         torch.save(obj, f)

@@ -432,3 +432,34 @@ def test_provenance_is_the_code_the_process_started_with(monkeypatch):
     second = config.provenance()  # after "a commit": still the first job's code
     assert second["git_commit"] == "a" * 40 and second["git_dirty"] is False
     assert second["packages"]["torch"] == "x" and len(reads) == 1
+
+
+def test_ema_update_is_the_exponential_average_in_one_foreach_pass(monkeypatch):
+    """The callback's average, through torch's foreach path: W <- d*W + (1-d)*w for every float
+    parameter and buffer (batch-norm statistics too), integer buffers following the same rule."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from aidetect.callbacks import EMA
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    cb, d = EMA(decay=0.9), 0.9
+    avg = AveragedModel(net, use_buffers=True, **cb._kwargs)
+    calls = []
+    real = torch._foreach_lerp_
+    monkeypatch.setattr(torch, "_foreach_lerp_", lambda *a: (calls.append(1), real(*a))[1])
+    expected = {k: v.clone().double() for k, v in net.state_dict().items()}
+    avg.update_parameters(net)  # the first update copies
+    for _ in range(3):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+            net(torch.randn(2, 3, 8, 8))  # moves the running statistics
+        avg.update_parameters(net)
+        for k, v in net.state_dict().items():
+            expected[k] = d * expected[k] + (1 - d) * v.double()
+    got = avg.module.state_dict()
+    for k, v in expected.items():
+        if got[k].is_floating_point():
+            assert torch.allclose(got[k].double(), v, atol=1e-6), k
+    assert len(calls) == 3  # one foreach call per update (one float dtype on one device), not one per tensor

@@ -199,6 +199,9 @@ def run_test(trainer: L.Trainer, model: Detector, datamodule, **kw) -> tuple[dic
         logits = torch.cat(model.kept_test_logits) if keep and model.kept_test_logits else None
     finally:
         model.kept_test_logits = None
+        # Lightning's teardown leaves the model on the CPU; what scores it next (calibration, the fp32
+        # re-scoring after a bf16 test, predictions, the robustness grid) belongs on the run's device.
+        model.to(trainer.strategy.root_device)
     test = datamodule.splits.get("test")
     return results, (logits if logits is not None and test is not None and len(logits) == len(test) else None)
 
@@ -317,6 +320,7 @@ def _train(cfg: DictConfig) -> dict:
         results, test_logits = run_test(trainer, tested, datamodule, weights_only=True)
     calibration = None
     if cfg.get("calibrate", True) and not trainer.fast_dev_run and trainer.is_global_zero:
+        tested.to(trainer.strategy.root_device)  # loaded on the CPU; test=false never moved it
         calibration = calibrate_tested(cfg, model, tested, datamodule, out, path, test_logits)
         results.update({f"test/{k}": v for k, v in calibration.pop("test").items() if f"test/{k}" not in results})
 

@@ -10,8 +10,9 @@ import statistics
 import time
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn
 
+from aidetect.callbacks import EMA
 from aidetect.models import SmallResNet
 
 
@@ -37,7 +38,7 @@ def main():
         net = SmallResNet(width=args.width).to(device)
         tensors = len(list(net.parameters())) + len(list(net.buffers()))
         kinds = {"per-tensor avg_fn (Lightning)": dict(avg_fn=get_ema_avg_fn(0.99)),
-                 "foreach multi_avg_fn (aidetect)": dict(multi_avg_fn=get_ema_multi_avg_fn(0.99))}
+                 "foreach multi_avg_fn (aidetect)": EMA(decay=0.99)._kwargs}
         models = {k: AveragedModel(net, use_buffers=True, **kw) for k, kw in kinds.items()}
         times = {k: [] for k in kinds}
         for _ in range(args.repeats):

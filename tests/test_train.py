@@ -436,7 +436,7 @@ def test_provenance_is_the_code_the_process_started_with(monkeypatch):
 
 def test_ema_update_is_the_exponential_average_in_one_foreach_pass(monkeypatch):
     """The callback's average, through torch's foreach path: W <- d*W + (1-d)*w for every float
-    parameter and buffer (batch-norm statistics too), integer buffers following the same rule."""
+    parameter and buffer (batch-norm statistics too); the integer batch counter, as before, truncated."""
     from torch.optim.swa_utils import AveragedModel
 
     from aidetect.callbacks import EMA
@@ -455,11 +455,38 @@ def test_ema_update_is_the_exponential_average_in_one_foreach_pass(monkeypatch):
             for p in net.parameters():
                 p.add_(torch.randn_like(p))
             net(torch.randn(2, 3, 8, 8))  # moves the running statistics
+            net[1].num_batches_tracked.add_(1000)  # a counter big enough for the average to move
         avg.update_parameters(net)
         for k, v in net.state_dict().items():
             expected[k] = d * expected[k] + (1 - d) * v.double()
+            if not v.is_floating_point():
+                expected[k] = expected[k].trunc()
     got = avg.module.state_dict()
+    assert int(got["1.num_batches_tracked"]) == int(expected["1.num_batches_tracked"]) == 561  # 100, 290, 561
     for k, v in expected.items():
-        if got[k].is_floating_point():
-            assert torch.allclose(got[k].double(), v, atol=1e-6), k
+        assert torch.allclose(got[k].double(), v, atol=1e-6), k
     assert len(calls) == 3  # one foreach call per update (one float dtype on one device), not one per tensor
+
+
+def test_scoring_after_training_runs_in_true_float32():
+    """logits_of (calibration, eval, robustness) and predict_proba turn TF32 off while they score,
+    so a GPU scores as the CPU and `aidetect predict` do, and give the settings back afterwards."""
+    from aidetect.calibrate import logits_of
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def forward(self, x):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return torch.zeros(len(x))
+
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        logits_of(Probe(), torch.zeros(3, 3, 4, 4, dtype=torch.uint8), batch_size=2)
+        assert seen == [(False, False)] * 2
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

@@ -17,6 +17,8 @@ import torch
 from torchmetrics.functional.classification import (binary_auroc, binary_average_precision,
                                                     binary_calibration_error, binary_roc)
 
+from aidetect.module import full_float32
+
 log = logging.getLogger(__name__)
 
 ECE_BINS = 15
@@ -28,7 +30,9 @@ def logits_of(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tenso
     was = model.training
     model.eval()
     try:
-        out = [model(images[i:i + batch_size].to(model.device)).float().cpu() for i in range(0, len(images), batch_size)]
+        with full_float32():
+            out = [model(images[i:i + batch_size].to(model.device)).float().cpu()
+                   for i in range(0, len(images), batch_size)]
     finally:
         model.train(was)
     return torch.cat(out) if out else torch.empty(0)

@@ -12,6 +12,7 @@ uint8 -> float -> (augment, training only) -> view -> network: training, testing
 the web page and export all go through it, so preprocessing cannot drift between them.
 """
 
+import contextlib
 from pathlib import Path
 
 import hydra
@@ -38,6 +39,17 @@ def _metrics(prefix: str) -> MetricCollection:
     return MetricCollection({"acc": BinaryAccuracy(**kw), "auroc": BinaryAUROC(**kw), "f1": BinaryF1Score(**kw),
                              "precision": BinaryPrecision(**kw), "recall": BinaryRecall(**kw)}, prefix=prefix)
 
+
+@contextlib.contextmanager
+def full_float32():
+    """Score in true float32 on a GPU as well: cuDNN convolutions default to TF32 on Ampere and later
+    GPUs, which the CPU path (and so `aidetect predict` on a CPU) never uses."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
 class Detector(L.LightningModule):
     """Built from plain settings (``train.py`` passes the composed config's parts):
@@ -95,15 +107,16 @@ class Detector(L.LightningModule):
 
     @torch.no_grad()
     def predict_proba(self, images, batch_size: int = 64) -> torch.Tensor:
-        """P(FAKE) for each image (calibrated by the stored temperature), on the CPU."""
+        """P(FAKE) for each image (calibrated by the stored temperature), in float32 on the model's device."""
         ready = isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[1] == 3 and \
             tuple(images.shape[-2:]) == self.input_size and images.dtype == torch.uint8
         batch = images if ready else self.prepare(images)
         was_training = self.training
         self.eval()
         try:
-            out = [self.probability(self(batch[i:i + batch_size].to(self.device)))
-                   for i in range(0, len(batch), batch_size)]
+            with full_float32():
+                out = [self.probability(self(batch[i:i + batch_size].to(self.device)))
+                       for i in range(0, len(batch), batch_size)]
         finally:
             self.train(was_training)
         return torch.cat(out).cpu() if out else torch.empty(0)

@@ -199,9 +199,9 @@ def run_test(trainer: L.Trainer, model: Detector, datamodule, **kw) -> tuple[dic
         logits = torch.cat(model.kept_test_logits) if keep and model.kept_test_logits else None
     finally:
         model.kept_test_logits = None
-        # Lightning's teardown leaves the model on the CPU; what scores it next (calibration, the fp32
-        # re-scoring after a bf16 test, predictions, the robustness grid) belongs on the run's device.
-        model.to(trainer.strategy.root_device)
+    # Lightning's teardown leaves the model on the CPU; what scores it next (calibration, the fp32
+    # re-scoring after a bf16 test, predictions, the robustness grid) belongs on the run's device.
+    model.to(trainer.strategy.root_device)
     test = datamodule.splits.get("test")
     return results, (logits if logits is not None and test is not None and len(logits) == len(test) else None)
 

@@ -26,7 +26,7 @@ class EMA(EMAWeightAveraging):
 
     def __init__(self, decay: float = 0.999, **kwargs) -> None:
         # The float tensors in one foreach lerp instead of Lightning's per-tensor avg_fn (four kernels
-        # a tensor; integer counters stay one at a time). Same average; 2.7x faster an update on a
+        # a tensor; integer counters stay one at a time). Same average; about 2.9x faster an update on a
         # CPU (benchmarks/ema_update.py); on a GPU, where each kernel launch costs, not measured.
         # (Lightning hands AveragedModel its avg_fn through _kwargs, and AveragedModel takes one of the two.)
         super().__init__(decay=decay, **kwargs)

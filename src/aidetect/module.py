@@ -51,6 +51,7 @@ def full_float32():
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
+
 class Detector(L.LightningModule):
     """Built from plain settings (``train.py`` passes the composed config's parts):
 

@@ -490,3 +490,32 @@ def test_scoring_after_training_runs_in_true_float32():
         assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+
+def test_the_end_of_a_run_imports_nothing_new(tmp_path, kaggle_dir):
+    """Test, calibration and reports use only modules loaded before training: the source can be edited
+    during a long run (it happened: every job of a faces sweep trained, then failed at calibration with
+    an ImportError) without failing the run's end. In a fresh process, as train.py runs."""
+    (tmp_path / "run_blocked.py").write_text(f"""
+import runpy, sys
+import aidetect.train as t
+
+class Blocker:  # an aidetect module first imported after fit fails, as an edited one could
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("aidetect") and name not in sys.modules:
+            raise ImportError(name + " imported after training")
+
+def after_fit(*a, real=t.tested_checkpoint):
+    sys.meta_path.insert(0, Blocker())
+    return real(*a)
+
+t.tested_checkpoint = after_fit
+sys.argv = ["train.py"] + sys.argv[1:]
+runpy.run_path({str(ROOT / "train.py")!r}, run_name="__main__")
+""")
+    r = run_script(tmp_path / "run_blocked.py", *common(tmp_path, kaggle_dir), "trainer.max_epochs=1",
+                   "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert m["test"]["acc"] is not None and m["calibration"]["calibration"]["threshold"] is not None

@@ -17,7 +17,9 @@ import torch
 from torchmetrics.functional.classification import (binary_auroc, binary_average_precision,
                                                     binary_calibration_error, binary_roc)
 
+from aidetect.io import save_figure, torch_save
 from aidetect.module import full_float32
+from aidetect.predict import write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +117,6 @@ def calibrate_model(model, images: torch.Tensor, labels: torch.Tensor) -> dict:
 
 def store_calibration(path: Path, temperature: float, threshold: float, report: dict | None = None) -> None:
     """Write threshold and temperature into a checkpoint file's hyperparameters (atomically)."""
-    from aidetect.io import torch_save
-
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     ckpt["hyper_parameters"]["temperature"] = float(temperature)
     ckpt["hyper_parameters"]["threshold"] = float(threshold)
@@ -131,8 +131,6 @@ def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, path: Path, t
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from aidetect.io import save_figure
 
     edges = torch.linspace(0, 1, ECE_BINS + 1)
     idx = torch.bucketize(probs.clamp(0, 1), edges[1:-1])
@@ -158,8 +156,6 @@ def calibrate_and_score(model, splits: dict, out: Path, ckpt_file: Path | None =
                         test_logits: torch.Tensor | None = None) -> dict:
     """Calibrate on ``splits["val"]`` (stored in ``ckpt_file`` too), then score ``splits["test"]``
     at the stored threshold: the test figures, predictions.csv and reliability.png in ``out``."""
-    from aidetect.predict import write_predictions
-
     report = calibrate_model(model, splits["val"].images, splits["val"].labels)
     if ckpt_file is not None:
         store_calibration(ckpt_file, report["temperature"], report["threshold"], report)

@@ -22,6 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from aidetect import LABELS
 from aidetect.augment import build_augment
+# What runs after fit is imported here, not lazily at the end of a long run: a source file edited
+# meanwhile (a half-saved or renamed function) must not fail a job that has finished training.
+from aidetect.calibrate import calibrate_and_score
 from aidetect.callbacks import EpochStats, ResumeState, ViewGrid
 from aidetect.config import ConfigError, provenance, view_spec
 from aidetect.io import atomic_write, torch_save, write_json
@@ -220,8 +223,6 @@ def calibrate_tested(cfg, model: Detector, scored: Detector, datamodule, out: Pa
                      test_logits: torch.Tensor | None = None) -> dict:
     """Threshold and temperature fitted on validation with the tested weights (``scored``), stored
     in their checkpoint ``path``, and the test split scored with them (from ``test_logits`` if kept)."""
-    from aidetect.calibrate import calibrate_and_score
-
     splits = {"val": datamodule.splits["val"], "test": datamodule.splits["test"] if cfg.get("test") else None}
     result = calibrate_and_score(scored, splits, out, path, title=datamodule.name, test_logits=test_logits)
     model.hparams.temperature, model.hparams.threshold = scored.hparams.temperature, scored.hparams.threshold

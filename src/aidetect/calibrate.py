@@ -18,26 +18,12 @@ from torchmetrics.functional.classification import (binary_auroc, binary_average
                                                     binary_calibration_error, binary_roc)
 
 from aidetect.io import save_figure, torch_save
-from aidetect.module import full_float32
+from aidetect.module import logits_of
 from aidetect.predict import write_predictions
 
 log = logging.getLogger(__name__)
 
 ECE_BINS = 15
-
-
-@torch.no_grad()
-def logits_of(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Raw logits (temperature 1) of uint8 images already at the model's input size."""
-    was = model.training
-    model.eval()
-    try:
-        with full_float32():
-            out = [model(images[i:i + batch_size].to(model.device)).float().cpu()
-                   for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was)
-    return torch.cat(out) if out else torch.empty(0)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:

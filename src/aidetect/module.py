@@ -52,6 +52,21 @@ def full_float32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
 
+@torch.no_grad()
+def logits_of(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Raw logits (temperature 1), on the CPU, of uint8 images already at the model's input size:
+    in eval mode and true float32 on the model's device (what calibration, eval and predict score)."""
+    was = model.training
+    model.eval()
+    try:
+        with full_float32():
+            out = [model(images[i:i + batch_size].to(model.device)).float().cpu()
+                   for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was)
+    return torch.cat(out) if out else torch.empty(0)
+
+
 class Detector(L.LightningModule):
     """Built from plain settings (``train.py`` passes the composed config's parts):
 
@@ -112,15 +127,7 @@ class Detector(L.LightningModule):
         ready = isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[1] == 3 and \
             tuple(images.shape[-2:]) == self.input_size and images.dtype == torch.uint8
         batch = images if ready else self.prepare(images)
-        was_training = self.training
-        self.eval()
-        try:
-            with full_float32():
-                out = [self.probability(self(batch[i:i + batch_size].to(self.device)))
-                       for i in range(0, len(batch), batch_size)]
-        finally:
-            self.train(was_training)
-        return torch.cat(out).cpu() if out else torch.empty(0)
+        return self.probability(logits_of(self, batch, batch_size))
 
     def probability(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits / self.hparams.temperature).sigmoid()

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 
+from aidetect.augment import build_augment
 from aidetect.config import view_spec
 from aidetect.train import train
 from aidetect.views import VIEWS
@@ -44,6 +46,15 @@ def test_each_dataset_brings_its_defaults():
     assert cifake.data.batch_size == 32 and cifake.aug.saturation_factor == 500
     mine = compose_train(["data=flux", "model=seed_cifake_cnn", "data.batch_size=4"])
     assert mine.model.net._target_ == "aidetect.models.SeedCifakeCNN" and mine.data.batch_size == 4
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs/augment").glob("*.yaml")))
+def test_every_augment_config_builds(name):
+    """Each augment= option composes into settings the Augment module accepts, and says what its name says."""
+    cfg = compose_train([f"augment={name}"]).augment
+    params = build_augment(OmegaConf.to_container(cfg)).params()
+    expected = {"none": (0.0, 0, 0.0), "flip": (0.5, 0, 0.0), "crop": (0.5, 4, 0.0), "standard": (0.5, 4, 0.3)}
+    assert (params["hflip"], params["crop_padding"], params["jpeg"]) == expected[name]
 
 
 @pytest.mark.parametrize("aug", sorted(VIEWS))

@@ -86,6 +86,38 @@ def test_label_smoothing_moves_training_targets_only():
     torch.testing.assert_close(loss_train, expected)
 
 
+def test_cutmix_targets_are_the_fake_share_of_the_pixels():
+    from aidetect.augment import Augment
+    # FAKE images all white, REAL all black: after CutMix an image's mean brightness is its FAKE share.
+    y = torch.tensor([1, 0, 0, 1, 0, 1, 1, 0])
+    x = (y * 255).to(torch.uint8)[:, None, None, None].expand(8, 3, 32, 32).contiguous()
+    torch.manual_seed(0)
+    shares = []
+    for _ in range(5):
+        mixed, target = Augment(cutmix=1.0).mix(x, y)
+        torch.testing.assert_close(target, mixed.float().mean((1, 2, 3)) / 255)
+        shares.append(target)
+    assert any(((t > 0) & (t < 1)).any() for t in shares)  # some boxes did mix the classes
+    same, target = Augment(cutmix=0.0).mix(x, y)
+    assert same is x and torch.equal(target, y.float())
+
+
+def test_cutmix_trains_on_the_mixed_targets_and_never_evaluates_on_them():
+    det = Detector(net={"_target_": "aidetect.models.SeedCifakeCNN"}, augment={"cutmix": 1.0})
+    x, y = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 0, 1, 1, 0])
+    det.train()
+    torch.manual_seed(3)
+    loss_train, _ = det._step((x, y), "train")
+    torch.manual_seed(3)
+    mixed, target = det.augment.mix(x, y)
+    assert not torch.equal(target, y.float())
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(det(mixed), target)
+    torch.testing.assert_close(loss_train, expected)
+    det.eval()
+    loss_val, _ = det._step((x, y), "val")
+    torch.testing.assert_close(loss_val, torch.nn.functional.binary_cross_entropy_with_logits(det(x), y.float()))
+
+
 def test_small_resnet_keeps_full_resolution_first_and_is_small():
     from aidetect.models import SmallResNet
     net = SmallResNet()

@@ -53,8 +53,9 @@ def test_every_augment_config_builds(name):
     """Each augment= option composes into settings the Augment module accepts, and says what its name says."""
     cfg = compose_train([f"augment={name}"]).augment
     params = build_augment(OmegaConf.to_container(cfg)).params()
-    expected = {"none": (0.0, 0, 0.0), "flip": (0.5, 0, 0.0), "crop": (0.5, 4, 0.0), "standard": (0.5, 4, 0.3)}
-    assert (params["hflip"], params["crop_padding"], params["jpeg"]) == expected[name]
+    expected = {"none": (0.0, 0, 0.0, 0.0), "flip": (0.5, 0, 0.0, 0.0), "crop": (0.5, 4, 0.0, 0.0),
+                "standard": (0.5, 4, 0.3, 0.0), "cutmix": (0.5, 4, 0.0, 0.5)}
+    assert (params["hflip"], params["crop_padding"], params["jpeg"], params.get("cutmix", 0.0)) == expected[name]
 
 
 @pytest.mark.parametrize("aug", sorted(VIEWS))
@@ -216,6 +217,18 @@ def test_augment_applies_to_training_batches_only(tmp_path, kaggle_dir):
     det.train()
     torch.manual_seed(0)
     assert not torch.equal(det.augment(x), x)
+
+
+def test_cutmix_runs_end_to_end_and_loads_back(tmp_path, kaggle_dir):
+    cfg = compose_train(common(tmp_path, kaggle_dir) + ["augment=cutmix", "augment.cutmix=1.0", "trainer.max_epochs=1",
+                                                        "logger=none", f"output_dir={tmp_path / 'run'}"])
+    m = train(cfg)
+    assert m["augment"]["cutmix"] == 1.0 and 0 <= m["test"]["acc"] <= 1
+    from aidetect.module import load_detector
+    det = load_detector(tmp_path / "run/checkpoints/last.ckpt")
+    assert det.augment.cutmix == 1.0
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(det(x), det(x))  # eval mode: no mixing
 
 
 def test_optimizer_and_schedule_are_yaml_only(tmp_path, kaggle_dir):

@@ -1,4 +1,4 @@
-"""Real augmentations (flips, crops, JPEG re-compression): training split only.
+"""Real augmentations (flips, crops, JPEG re-compression, CutMix): training split only.
 
     python train.py augment=standard          # configs/augment/standard.yaml
 
@@ -6,6 +6,13 @@ Not to be confused with the view (``aug=``): a view is part of the model and is 
 to every split and at inference; an augmentation perturbs training batches only, on the
 uint8 images, before the view. Batched, on the training device, drawn from torch's global
 RNG (seeded by ``seed``), so a run is repeatable.
+
+CutMix is the one that changes the targets, so the module calls ``mix`` on the (images,
+labels) batch before its forward pass; the per-image augmentations then apply to the mixed
+images. It is torchvision's (one box and one ratio per batch, the box taken from the previous
+image in the batch); the target becomes the FAKE share of each image's pixels. Unlike MixUp,
+it leaves every pixel as some real or generated image had it, and pixel-level detail is what
+the small detectors look at; torchvision's MixUp does not take uint8 batches either.
 """
 
 import torch
@@ -17,11 +24,14 @@ from aidetect.config import ConfigError
 class Augment(nn.Module):
     """``hflip``: probability of a horizontal flip; ``crop_padding``: pixels of reflect
     padding before a random crop back to the input size (0 = off); ``jpeg``: probability
-    of JPEG re-compression at a quality drawn from ``jpeg_quality`` = [low, high]."""
+    of JPEG re-compression at a quality drawn from ``jpeg_quality`` = [low, high]; ``cutmix``:
+    probability that a training batch is CutMixed, with the box's area share drawn from
+    Beta(``cutmix_alpha``, ``cutmix_alpha``)."""
 
-    def __init__(self, hflip: float = 0.0, crop_padding: int = 0, jpeg: float = 0.0, jpeg_quality=(60, 95)):
+    def __init__(self, hflip: float = 0.0, crop_padding: int = 0, jpeg: float = 0.0, jpeg_quality=(60, 95),
+                 cutmix: float = 0.0, cutmix_alpha: float = 1.0):
         super().__init__()
-        for name, p in (("hflip", hflip), ("jpeg", jpeg)):
+        for name, p in (("hflip", hflip), ("jpeg", jpeg), ("cutmix", cutmix)):
             if not 0 <= float(p) <= 1:
                 raise ConfigError(f"augment.{name} is a probability in [0, 1], got {p}")
         if int(crop_padding) < 0:
@@ -29,15 +39,33 @@ class Augment(nn.Module):
         lo, hi = (int(q) for q in jpeg_quality)
         if not 1 <= lo <= hi <= 100:
             raise ConfigError(f"augment.jpeg_quality=[low, high] within 1..100, got {list(jpeg_quality)}")
+        if not float(cutmix_alpha) > 0:
+            raise ConfigError(f"augment.cutmix_alpha is the Beta distribution's parameter, > 0; got {cutmix_alpha}")
         self.hflip, self.crop_padding, self.jpeg, self.jpeg_quality = float(hflip), int(crop_padding), float(jpeg), (lo, hi)
+        self.cutmix, self.cutmix_alpha = float(cutmix), float(cutmix_alpha)
+        self._cutmix = None
+        if self.cutmix:
+            from torchvision.transforms import v2
+
+            self._cutmix = v2.CutMix(alpha=self.cutmix_alpha, num_classes=2)
 
     @property
     def active(self) -> bool:
-        return bool(self.hflip or self.crop_padding or self.jpeg)
+        return bool(self.hflip or self.crop_padding or self.jpeg or self.cutmix)
 
     def params(self) -> dict:
-        return {"hflip": self.hflip, "crop_padding": self.crop_padding, "jpeg": self.jpeg,
-                "jpeg_quality": list(self.jpeg_quality)}
+        out = {"hflip": self.hflip, "crop_padding": self.crop_padding, "jpeg": self.jpeg,
+               "jpeg_quality": list(self.jpeg_quality)}
+        if self.cutmix:  # only when on, so the settings of runs without it read as before
+            out |= {"cutmix": self.cutmix, "cutmix_alpha": self.cutmix_alpha}
+        return out
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images [B, 3, H, W] and 0/1 labels -> (images, float targets = FAKE share of the pixels)."""
+        if not self.cutmix or len(x) < 2 or float(torch.rand(())) >= self.cutmix:
+            return x, y.float()
+        x, onehot = self._cutmix(x, y.long())  # one-hot over (REAL = 0, FAKE = 1)
+        return x, onehot[:, 1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 3, H, W] -> uint8 [B, 3, H, W]."""
@@ -75,4 +103,5 @@ def build_augment(spec: dict | None) -> Augment:
     try:
         return Augment(**(spec or {}))
     except TypeError as e:
-        raise ConfigError(f"augment: {e}; valid settings: hflip, crop_padding, jpeg, jpeg_quality") from None
+        raise ConfigError(f"augment: {e}; valid settings: hflip, crop_padding, jpeg, jpeg_quality, cutmix, "
+                          "cutmix_alpha") from None

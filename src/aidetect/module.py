@@ -144,10 +144,13 @@ class Detector(L.LightningModule):
 
     def _step(self, batch, stage: str):
         x, y = batch
+        target = y.float()
+        if self.training and self.augment.cutmix and x.dtype == torch.uint8:
+            x, target = self.augment.mix(x, y)
+            y = (target > 0.5).to(y.dtype)  # train metrics score each mixed image by its majority class
         logits = self(x)
         if stage == "test" and self.kept_test_logits is not None:
             self.kept_test_logits.append(logits.detach().float().cpu())
-        target = y.float()
         if self.training and self.hparams.label_smoothing:  # targets eps/2 and 1 - eps/2
             target = target * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
         loss = self.loss(logits, target)

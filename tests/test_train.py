@@ -223,12 +223,10 @@ def test_cutmix_runs_end_to_end_and_loads_back(tmp_path, kaggle_dir):
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["augment=cutmix", "augment.cutmix=1.0", "trainer.max_epochs=1",
                                                         "logger=none", f"output_dir={tmp_path / 'run'}"])
     m = train(cfg)
-    assert m["augment"]["cutmix"] == 1.0 and 0 <= m["test"]["acc"] <= 1
+    assert m["augment"]["cutmix"] == 1.0 and m["test"]["n"] > 0
     from aidetect.module import load_detector
-    det = load_detector(tmp_path / "run/checkpoints/last.ckpt")
-    assert det.augment.cutmix == 1.0
-    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    assert torch.equal(det(x), det(x))  # eval mode: no mixing
+    det = load_detector(tmp_path / "run/checkpoints/last.ckpt")  # rebuilt from the saved settings
+    assert det.augment.cutmix == 1.0 and det.hparams.augment["cutmix"] == 1.0
 
 
 def test_optimizer_and_schedule_are_yaml_only(tmp_path, kaggle_dir):

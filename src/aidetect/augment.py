@@ -7,12 +7,13 @@ to every split and at inference; an augmentation perturbs training batches only,
 uint8 images, before the view. Batched, on the training device, drawn from torch's global
 RNG (seeded by ``seed``), so a run is repeatable.
 
-CutMix is the one that changes the targets, so the module calls ``mix`` on the (images,
-labels) batch before its forward pass; the per-image augmentations then apply to the mixed
-images. It is torchvision's (one box and one ratio per batch, the box taken from the previous
-image in the batch); the target becomes the FAKE share of each image's pixels. Unlike MixUp,
-it leaves every pixel as some real or generated image had it, and pixel-level detail is what
-the small detectors look at; torchvision's MixUp does not take uint8 batches either.
+CutMix is the one that changes the targets, so the module's training step applies the
+per-image augmentations and then ``mix`` to the (images, labels) batch (mixing first, a crop
+would shift the box away from its target). It is torchvision's (one box and one ratio per
+batch, the box taken from the previous image in the batch); the target becomes the FAKE share
+of each image's pixels. Unlike MixUp, it leaves every pixel as some real or generated image had
+it, and pixel-level detail is what the small detectors look at; torchvision's MixUp does not
+take uint8 batches either.
 """
 
 import torch
@@ -25,8 +26,9 @@ class Augment(nn.Module):
     """``hflip``: probability of a horizontal flip; ``crop_padding``: pixels of reflect
     padding before a random crop back to the input size (0 = off); ``jpeg``: probability
     of JPEG re-compression at a quality drawn from ``jpeg_quality`` = [low, high]; ``cutmix``:
-    probability that a training batch is CutMixed, with the box's area share drawn from
-    Beta(``cutmix_alpha``, ``cutmix_alpha``)."""
+    probability that a training batch is CutMixed: the box's nominal area share is 1 - lam,
+    lam ~ Beta(``cutmix_alpha``, ``cutmix_alpha``); the box is clipped at the image's edges and the
+    target uses the clipped area."""
 
     def __init__(self, hflip: float = 0.0, crop_padding: int = 0, jpeg: float = 0.0, jpeg_quality=(60, 95),
                  cutmix: float = 0.0, cutmix_alpha: float = 1.0):

@@ -103,9 +103,10 @@ class Detector(L.LightningModule):
         return count_parameters(self.net)
 
     # --- the one inference path --------------------------------------------------------
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (or float in [0, 1]) [B, 3, H, W] -> one logit per image (FAKE = 1)."""
-        if self.training and self.augment.active and images.dtype == torch.uint8:
+    def forward(self, images: torch.Tensor, augment: bool = True) -> torch.Tensor:
+        """uint8 (or float in [0, 1]) [B, 3, H, W] -> one logit per image (FAKE = 1). ``augment=False``:
+        the batch is already augmented (CutMix's, in ``_step``)."""
+        if augment and self.training and self.augment.active and images.dtype == torch.uint8:
             images = self.augment(images)
         x = self.view(to_float(images)).contiguous(memory_format=self.memory_format)
         logits = self.net(x).squeeze(1)
@@ -146,9 +147,13 @@ class Detector(L.LightningModule):
         x, y = batch
         target = y.float()
         if self.training and self.augment.cutmix and x.dtype == torch.uint8:
-            x, target = self.augment.mix(x, y)
+            # Flips and crops before the mix: a crop after it would shift the box, and the target
+            # would no longer be the FAKE share of the pixels the network sees.
+            x, target = self.augment.mix(self.augment(x), y)
             y = (target > 0.5).to(y.dtype)  # train metrics score each mixed image by its majority class
-        logits = self(x)
+            logits = self(x, augment=False)
+        else:
+            logits = self(x)
         if stage == "test" and self.kept_test_logits is not None:
             self.kept_test_logits.append(logits.detach().float().cpu())
         if self.training and self.hparams.label_smoothing:  # targets eps/2 and 1 - eps/2

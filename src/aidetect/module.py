@@ -105,7 +105,7 @@ class Detector(L.LightningModule):
     # --- the one inference path --------------------------------------------------------
     def forward(self, images: torch.Tensor, augment: bool = True) -> torch.Tensor:
         """uint8 (or float in [0, 1]) [B, 3, H, W] -> one logit per image (FAKE = 1). ``augment=False``:
-        the batch is already augmented (CutMix's, in ``_step``)."""
+        the batch is already augmented (``_step`` does it itself before CutMix)."""
         if augment and self.training and self.augment.active and images.dtype == torch.uint8:
             images = self.augment(images)
         x = self.view(to_float(images)).contiguous(memory_format=self.memory_format)

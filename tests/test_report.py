@@ -205,3 +205,22 @@ def test_untested_jobs_are_listed_and_epochs_without_validation_stay_blank(tmp_p
                                  "reason": "no test metrics (test=false)"}]
     md = (sweep / "results.md").read_text()
     assert "| none |  | 0.9100 |" in md and "(no test metrics (test=false))" in md
+
+
+def test_ensemble_of_two_runs_reads_their_predictions(sweep, tmp_path, capsys):
+    from aidetect.cli import main
+
+    runs = {j["seed"]: p.parent for p in sorted(sweep.glob("*/metrics.json"))
+            if (j := json.loads(p.read_text()))["view"]["name"] == "none"}
+    files = [str(runs[s] / "predictions.csv") for s in (0, 1)]
+    out = tmp_path / "ensemble.csv"
+    assert main(["ensemble", *files, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for seed, name in zip((0, 1), files):
+        test = json.loads((runs[seed] / "metrics.json").read_text())["test"]
+        row = next(line for line in lines if line.startswith(f"| {name} |")).split("|")
+        assert int(row[2]) == test["n"]
+        assert float(row[3]) == pytest.approx(test["acc_at_0.5"], abs=6e-5)
+        assert float(row[4]) == pytest.approx(test["auroc"], abs=2e-3)  # calibrated, 6-decimal P(FAKE): ties move it
+    assert any(line.startswith("| **ensemble of 2** (mean logit) |") for line in lines)
+    assert len(list(csv.DictReader(open(out)))) == test["n"]

@@ -9,6 +9,7 @@
     aidetect predict photo.jpg folder/ --out scores.csv   # P(FAKE) per image (default detector or --ckpt)
     aidetect calibrate CKPT data=faces                    # threshold + temperature on validation
     aidetect slim CKPT OUT                                # inference-only checkpoint (fp16 weights)
+    aidetect ensemble run1/predictions.csv run2/predictions.csv   # several runs as one detector
 """
 
 import argparse

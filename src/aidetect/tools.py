@@ -1,5 +1,5 @@
-"""`aidetect predict | calibrate | slim | audit`: using a trained detector. Parsers only here,
-so `aidetect --help` stays fast; each command imports torch when it runs."""
+"""`aidetect predict | calibrate | slim | audit | web | ensemble | export`: using trained detectors.
+Parsers only here, so `aidetect --help` stays fast; each command imports torch when it runs."""
 
 import argparse
 import sys
@@ -46,6 +46,11 @@ def add_parser(sub) -> None:
     a.add_argument("--near-dup-limit", type=int, default=20000, help="skip near-duplicate search above this many images")
     a.set_defaults(func=lambda args: __import__("aidetect.audit", fromlist=["cmd_audit"]).cmd_audit(args))
     add_web(sub)
+    n = sub.add_parser("ensemble", help="several runs' predictions.csv as one detector: mean logit, accuracy, AUROC")
+    n.add_argument("predictions", nargs="+", help="predictions.csv files scoring the same images")
+    n.add_argument("--out", help="write the ensemble's predictions.csv here")
+    n.add_argument("--md", help="write the markdown table here too")
+    n.set_defaults(func=lambda a: __import__("aidetect.ensemble", fromlist=["cmd_ensemble"]).cmd_ensemble(a))
     e = sub.add_parser("export", help="ONNX: uint8 images in, P(FAKE) out, view and calibration inside")
     e.add_argument("ckpt")
     e.add_argument("out")

@@ -47,30 +47,58 @@ def test_mean_logit_by_path_and_scores(members, tmp_path, capsys):
     assert text.endswith((tmp_path / "t.md").read_text())
     lines = text.splitlines()
     # member 1: 2 of 4 right; AUROC: FAKE scores {0.9, 0.3} against REAL {0.2, 0.6}: 3 of 4 pairs.
+    assert lines[1] == "| predictions | images | test acc (FAKE at P(FAKE) >= 0.5) | AUROC |"
     assert f"| {members[0]} | 4 | 0.5000 | 0.7500 |" in lines
     # member 2: 3 of 4 right; FAKE {0.7, 0.4} against REAL {0.45, 0.1}: 3 of 4 pairs.
     assert f"| {members[1]} | 4 | 0.7500 | 0.7500 |" in lines
     # ensemble: a 0.82, b 0.31, c 0.35, d 0.29: right on a, b and d; FAKE {0.82, 0.35} vs REAL {0.31, 0.29}: all pairs
     assert "| **ensemble of 2** (mean logit) | 4 | **0.7500** | **1.0000** |" in lines
-    assert "Wrong in every member: 1 images, so no mean of these members can score above 0.7500; " \
-           "wrong in at least one: 2." in text
+    assert "Wrong in every member: 1 images, so no mean of these members' logits can score above 3/4 = 0.7500 " \
+           "at P(FAKE) >= 0.5; wrong in at least one: 2." in text
+    assert "left out" not in text
 
 
-def test_unlabelled_predict_output_skips_unscored_rows(tmp_path, caplog):
+def test_unlabelled_predict_output_skips_and_counts_unscored_rows(tmp_path, caplog, capsys):
     header = ("path", "p_fake", "label", "threshold", "width", "height", "warning", "skipped")
     one = write(tmp_path / "one.csv", [["x.jpg", "0.8", "FAKE", "0.5", "", "", "", ""],
                                       ["bad.jpg", "", "", "0.5", "", "", "", "cannot identify image"],
                                       ["y.jpg", "0.2", "REAL", "0.5", "", "", "", ""]], header)
-    two = write(tmp_path / "two.csv", [["x.jpg", "0.6", "FAKE", "0.5", "", "", "", ""],
-                                      ["y.jpg", "0.4", "REAL", "0.5", "", "", "", ""],
+    two = write(tmp_path / "two.csv", [["y.jpg", "0.4", "REAL", "0.5", "", "", "", ""],
                                       ["z.jpg", "0.9", "FAKE", "0.5", "", "", "", ""]], header)
-    assert read_predictions(one) == {"x.jpg": (0.8, None), "y.jpg": (0.2, None)}
-    paths, probs, ensemble, labels = combine([read_predictions(one), read_predictions(two)])
-    assert paths == ["x.jpg", "y.jpg"] and labels is None and probs.shape == (2, 2)
-    assert "1 images are not scored by every member" in caplog.text
+    assert read_predictions(one) == ({"x.jpg": (0.8, None), "y.jpg": (0.2, None)}, 1)
+    paths, probs, ensemble, labels, left_out = combine([read_predictions(f)[0] for f in (one, two)])
+    assert paths == ["y.jpg"] and labels is None and probs.shape == (2, 1) and left_out == 2  # x and z
+    out = tmp_path / "ens.csv"
+    assert main(["ensemble", str(one), str(two), "--out", str(out), "--md", str(tmp_path / "t.md")]) == 0
+    assert [r["path"] for r in csv.DictReader(open(out))] == ["y.jpg"]
+    assert "one.csv: 1 rows without a score" in caplog.text and "2 images are not scored by every member" in caplog.text
+    assert "no true labels in the files, so no scores" in capsys.readouterr().out
+    assert not (tmp_path / "t.md").exists()
+
+
+@pytest.mark.parametrize("labelled_first", [True, False])
+def test_labels_come_from_whichever_member_has_them(members, tmp_path, capsys, labelled_first):
+    header = ("path", "p_fake", "label", "threshold", "width", "height", "warning", "skipped")
+    scores = write(tmp_path / "scores.csv", [[p, "0.5", "FAKE", "0.5", "", "", "", ""] for p in "abcd"], header)
+    files = [str(members[0]), str(scores)] if labelled_first else [str(scores), str(members[0])]
+    assert main(["ensemble", *files]) == 0
+    assert "| **ensemble of 2** (mean logit) | 4 |" in capsys.readouterr().out
+
+
+def test_a_score_of_exactly_one_half_is_fake_everywhere(tmp_path, capsys):
+    # 0.3 and 0.7 average to a logit of 0: P(FAKE) 0.5, called FAKE (>= 0.5) in the table and the file
+    one = write(tmp_path / "one.csv", [["a", "REAL", "0.3", "REAL"], ["b", "FAKE", "1.000000", "FAKE"],
+                                      ["c", "REAL", "0.000000", "REAL"]])
+    two = write(tmp_path / "two.csv", [["a", "REAL", "0.7", "FAKE"], ["b", "FAKE", "0.9", "FAKE"],
+                                      ["c", "REAL", "0.2", "REAL"]])
     out = tmp_path / "ens.csv"
     assert main(["ensemble", str(one), str(two), "--out", str(out)]) == 0
-    assert [r["path"] for r in csv.DictReader(open(out))] == ["x.jpg", "y.jpg"]
+    rows = {r["path"]: r for r in csv.DictReader(open(out))}
+    assert float(rows["a"]["p_fake"]) == 0.5 and rows["a"]["label"] == "FAKE"
+    assert 0.99 < float(rows["b"]["p_fake"]) < 1 and 0 < float(rows["c"]["p_fake"]) < 0.01  # finite logits
+    text = capsys.readouterr().out
+    assert "| **ensemble of 2** (mean logit) | 3 | **0.6667** | **1.0000** |" in text
+    assert f"| {two} | 3 | 0.6667 |" in text  # 0.7 on REAL a: wrong
 
 
 def test_bad_inputs_name_the_file_and_the_fix(members, tmp_path, capsys):
@@ -85,10 +113,22 @@ def test_bad_inputs_name_the_file_and_the_fix(members, tmp_path, capsys):
     odd = write(tmp_path / "odd.csv", [["a", "fake", "0.5", "FAKE"]])
     with pytest.raises(ConfigError, match="odd.csv: true_label 'fake' for a"):
         read_predictions(odd)
+    for value in ("1.5", "-0.1", "nan", "abc"):
+        wrong = write(tmp_path / "range.csv", [["a", "FAKE", value, "FAKE"]])
+        with pytest.raises(ConfigError, match=f"range.csv: p_fake '{value}' for a is not a probability"):
+            read_predictions(wrong)
+    twice = write(tmp_path / "twice.csv", [["a", "FAKE", "0.5", "FAKE"], ["a", "FAKE", "0.5", "FAKE"]])
+    assert read_predictions(twice)[0] == {"a": (0.5, 1)}  # the same image given twice: one row
+    clash = write(tmp_path / "clash.csv", [["a", "FAKE", "0.5", "FAKE"], ["a", "FAKE", "0.6", "FAKE"]])
+    with pytest.raises(ConfigError, match="clash.csv: a appears twice with different scores"):
+        read_predictions(clash)
     flipped = write(tmp_path / "flipped.csv", [["a", "REAL", "0.9", "FAKE"], ["b", "REAL", "0.2", "REAL"],
                                               ["c", "FAKE", "0.3", "REAL"], ["d", "REAL", "0.6", "FAKE"]])
-    with pytest.raises(ConfigError, match="disagree on some images' true labels"):
-        combine([read_predictions(members[0]), read_predictions(flipped)])
+    with pytest.raises(ConfigError, match="one.csv and .*flipped.csv disagree on the true label of a"):
+        combine([read_predictions(members[0])[0], read_predictions(flipped)[0]], [members[0], flipped])
     other = write(tmp_path / "other.csv", [["q", "FAKE", "0.9", "FAKE"]])
-    with pytest.raises(ConfigError, match="share no image paths"):
-        combine([read_predictions(members[0]), read_predictions(other)])
+    with pytest.raises(ConfigError, match="share no image paths .*other.csv: q"):
+        combine([read_predictions(members[0])[0], read_predictions(other)[0]], [members[0], other])
+    with pytest.raises(SystemExit):
+        main(["ensemble", str(members[0]), str(members[1]), "--out", str(tmp_path / "e.jsonl")])
+    assert "name a .csv file" in capsys.readouterr().err

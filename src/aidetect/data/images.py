@@ -9,6 +9,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -103,6 +104,183 @@ def fit_image(img: Image.Image, size, policy: str) -> Image.Image:
         left, top = (img.width - w) // 2, (img.height - h) // 2
         return img.crop((left, top, left + w, top + h))
     raise ConfigError(f"unknown data.resize={policy!r}; valid: {', '.join(RESIZE_POLICIES)}")
+
+
+# --- the one decode path ----------------------------------------------------------------------
+# Every tool that reads an image file (training, predict, eval, web, robustness, grids, audit,
+# the FLUX pipeline) goes through ``open_image`` (pixels) or ``probe_image`` (header only), so
+# both classes, and a file at training and at inference, are decoded by the same code. A test
+# fails if ``Image.open`` is called anywhere else in the package.
+
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # PIL's own hard limit (about 179M pixels)
+
+_MAGIC = (  # (prefix, offset, PIL format): files are recognised by content, not by name
+    (b"\xff\xd8\xff", 0, "JPEG"), (b"\x89PNG\r\n\x1a\n", 0, "PNG"), (b"GIF87a", 0, "GIF"), (b"GIF89a", 0, "GIF"),
+    (b"BM", 0, "BMP"), (b"II*\x00", 0, "TIFF"), (b"MM\x00*", 0, "TIFF"),
+)
+_NOT_SUPPORTED = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
+                  b"avif": "AVIF", b"avis": "AVIF"}
+
+
+class BadImage(ValueError):
+    """A file that is not used, with a short human reason (``.reason``, also ``str(e)``)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The PIL format name of an image file from its first 12+ bytes (JPEG, PNG, WEBP, GIF,
+    BMP, TIFF), or None if it is none of them."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, at, fmt in _MAGIC:
+        if head[at:at + len(magic)] == magic:
+            return fmt
+    return None
+
+
+def _not_an_image(raw: bytes) -> str:
+    if raw[4:8] == b"ftyp" and raw[8:12] in _NOT_SUPPORTED:
+        return f"{_NOT_SUPPORTED[raw[8:12]]} image: format not supported (convert it to PNG or JPEG)"
+    head = raw[:8]
+    if raw.lstrip()[:5].lower() in (b"<?xml", b"<svg ") and b"<svg" in raw[:4096].lower():
+        return "SVG (vector) image: not supported"
+    return f"not an image (starts with {head!r})"
+
+
+def _read(source) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    p = Path(source)
+    try:
+        return p.read_bytes()
+    except IsADirectoryError:
+        raise BadImage("a folder, not a file") from None
+    except OSError as e:
+        raise BadImage(f"cannot read the file: {e.strerror or type(e).__name__}") from None
+
+
+def _message(e: Exception) -> str:
+    """An exception's message without object reprs (``<_io.BytesIO object at 0x...>``)."""
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(e)).strip(" :")
+    return text or type(e).__name__
+
+
+def _header(raw: bytes, max_pixels: int | None):
+    """(lazy PIL image, format) for the bytes, or BadImage: content sniffed, size checked."""
+    if not raw:
+        raise BadImage("empty file (0 bytes)")
+    fmt = sniff_format(raw[:16])
+    if fmt is None:
+        raise BadImage(_not_an_image(raw))
+    if fmt == "WEBP" and len(raw) < int.from_bytes(raw[4:8], "little") + 8:
+        raise BadImage(f"truncated WebP (the file ends after {len(raw)} of {int.from_bytes(raw[4:8], 'little') + 8} bytes)")
+    try:
+        im = Image.open(io.BytesIO(raw), formats=[fmt])
+    except Image.DecompressionBombError as e:
+        n = re.search(r"\((\d+) pixels\)", str(e))
+        raise BadImage(f"decompression bomb: {int(n.group(1)) / 1e6:.0f}M pixels exceeds the "
+                       f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f}M-pixel limit" if n else f"decompression bomb: {_message(e)}") from None
+    except Exception as e:
+        if len(raw) < 64:
+            raise BadImage(f"truncated {fmt} ({len(raw)} bytes: the file ends inside its header)") from None
+        raise BadImage(f"corrupt {fmt} header ({_message(e)})") from None
+    w, h = im.size
+    if max_pixels is not None and w * h > max_pixels:
+        im.close()
+        raise BadImage(f"decompression bomb: {w}x{h} ({w * h / 1e6:.0f}M pixels) exceeds the "
+                       f"{max_pixels / 1e6:.0f}M-pixel limit")
+    return im, fmt
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    w, h = im.size
+    try:
+        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientation: rotated by 90 degrees
+            return h, w
+    except Exception:  # unreadable EXIF: the pixels as stored
+        pass
+    return w, h
+
+
+def probe_image(source: Path | str | bytes, *, max_pixels: int | None = MAX_PIXELS) -> dict:
+    """Header only, no pixels decoded: {format, width, height (upright, EXIF rotation
+    counted), mode, bytes}. BadImage, with its reason, if the file is not a usable image."""
+    raw = _read(source)
+    im, fmt = _header(raw, max_pixels)
+    with im:
+        w, h = _upright_size(im)
+        return {"format": fmt, "width": w, "height": h, "mode": im.mode, "bytes": len(raw)}
+
+
+def open_image(source: Path | str | bytes, *, min_side: int = MIN_SIDE, max_pixels: int | None = MAX_PIXELS,
+               info: dict | None = None) -> Image.Image:
+    """The one decode path: a file (path or its bytes) -> fully decoded, upright 8-bit RGB.
+
+    Recognised by content (JPEG, PNG, WebP lossy and lossless, GIF, BMP, TIFF), whatever its
+    name. EXIF orientation applied; alpha composited on white; 16-bit scaled to 8 bits;
+    palette, CMYK, grayscale converted (``to_rgb``). Multi-frame files (GIF, TIFF, animated
+    WebP) give their first frame. Truncated files are refused, never padded (PIL's
+    ``LOAD_TRUNCATED_IMAGES`` stays off). Raises ``BadImage`` with a short reason: empty file,
+    not an image (with its first bytes), unsupported format, decompression bomb (more than
+    ``max_pixels``), smaller than ``min_side`` on a side (0: no limit), truncated or corrupt.
+
+    ``info``, if given, is filled with the file as stored: format, mode, width, height
+    (before rotation), bytes, exif (bool), frames, and JPEG quantization tables.
+    """
+    raw = _read(source)
+    im, fmt = _header(raw, max_pixels)
+    with im:
+        w, h = im.size
+        if min_side and min(w, h) < min_side:
+            raise BadImage(f"{w}x{h} is smaller than the minimum side of {min_side} px")
+        if info is not None:
+            try:
+                exif = bool(im.getexif())
+            except Exception:
+                exif = False
+            info.update(format=fmt, mode=im.mode, width=w, height=h, bytes=len(raw), exif=exif,
+                        frames=getattr(im, "n_frames", 1), quantization=getattr(im, "quantization", None))
+        try:
+            im.load()
+        except Image.DecompressionBombError as e:
+            raise BadImage(f"decompression bomb: {_message(e)}") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            msg = _message(e)
+            if "truncated" in msg.lower() or isinstance(e, EOFError) or "broken data stream" in msg:
+                raise BadImage(f"truncated {fmt} (the file ends before its image data, after {len(raw)} bytes)") from None
+            if "decompressed data too large" in msg.lower():
+                raise BadImage(f"decompression bomb: a {fmt} chunk decompresses too large") from None
+            raise BadImage(f"corrupt {fmt} ({msg})") from None
+        try:
+            return to_rgb(im)
+        except Exception as e:
+            raise BadImage(f"cannot convert {fmt} ({im.mode}) to RGB: {_message(e)}") from None
+
+
+def try_open_image(source, **kw) -> tuple[Image.Image | None, str | None]:
+    """``open_image`` that never raises for a bad file: (image, None) or (None, reason)."""
+    try:
+        return open_image(source, **kw), None
+    except BadImage as e:
+        return None, e.reason
+
+
+def format_neutral(img: Image.Image, short_side: int = 512, quality: int = 90) -> Image.Image:
+    """A copy processed alike whatever the class's source format: short side brought to
+    ``short_side`` (bicubic, aspect kept), then JPEG at ``quality`` (4:2:0, no metadata) and
+    decoded back through ``open_image``. Evaluating on such copies removes format, size and
+    compression shortcuts (issue 31)."""
+    img = to_rgb(img)
+    scale = short_side / min(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    if size != img.size:
+        img = img.resize(size, Image.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=int(quality), subsampling="4:2:0")
+    return open_image(buf.getvalue(), min_side=0)
 
 
 def _array(img: Image.Image) -> np.ndarray:

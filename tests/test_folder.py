@@ -87,7 +87,7 @@ def test_bad_root_and_policy_are_clear(tmp_path):
 
 def test_high_resolution_training_path(tmp_path):
     root = make_pool(tmp_path / "pool", 12, size=(180, 320))
-    cfg = compose_train([f"data=flux", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
+    cfg = compose_train([f"data=flux_built", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
                          "data.image_size=[144,256]", "model=seed_flux_cnn", "aug=inverted_saturated",
                          "aug.saturation_factor=8", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
                          f"output_dir={tmp_path / 'run'}"])

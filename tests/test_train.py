@@ -109,8 +109,10 @@ def test_bad_settings_are_one_message_before_any_data_work(tmp_path, kaggle_dir,
 
 
 def test_missing_data_folders_say_how_to_get_them(tmp_path):
-    err = run_fails(tmp_path, "data=flux", f"data.root={tmp_path / 'nowhere'}")
+    err = run_fails(tmp_path, "data=flux_built", f"data.root={tmp_path / 'nowhere'}")
     assert "data.root=" in err and "aidetect flux build" in err
+    err = run_fails(tmp_path, "data=flux", f"data.root={tmp_path / 'nowhere'}")
+    assert "data.root=" in err and "MANIFEST.csv" in err and "aidetect data get" in err
     err = run_fails(tmp_path, "data=folder", f"data.root={tmp_path / 'nowhere'}")
     assert "is not a folder" in err and "REAL/ and FAKE/" in err
     err = run_fails(tmp_path, "aug=inverse")  # Hydra's own message for a bad group option

@@ -31,8 +31,11 @@ class Augment(nn.Module):
     target uses the clipped area."""
 
     def __init__(self, hflip: float = 0.0, crop_padding: int = 0, jpeg: float = 0.0, jpeg_quality=(60, 95),
-                 cutmix: float = 0.0, cutmix_alpha: float = 1.0):
+                 cutmix: float = 0.0, cutmix_alpha: float = 1.0, format_neutral: dict | None = None):
         super().__init__()
+        # Applied in the data loader (data/crops.py FormatNeutral, read by data=modern), not here on
+        # batches: it re-encodes each whole image before its crop. Kept so params() reports it.
+        self.format_neutral = dict(format_neutral) if format_neutral else None
         for name, p in (("hflip", hflip), ("jpeg", jpeg), ("cutmix", cutmix)):
             if not 0 <= float(p) <= 1:
                 raise ConfigError(f"augment.{name} is a probability in [0, 1], got {p}")
@@ -58,6 +61,8 @@ class Augment(nn.Module):
     def params(self) -> dict:
         out = {"hflip": self.hflip, "crop_padding": self.crop_padding, "jpeg": self.jpeg,
                "jpeg_quality": list(self.jpeg_quality)}
+        if self.format_neutral:
+            out["format_neutral"] = self.format_neutral
         if self.cutmix:  # only when on, so the settings of runs without it read as before
             out |= {"cutmix": self.cutmix, "cutmix_alpha": self.cutmix_alpha}
         return out
@@ -106,4 +111,4 @@ def build_augment(spec: dict | None) -> Augment:
         return Augment(**(spec or {}))
     except TypeError as e:
         raise ConfigError(f"augment: {e}; valid settings: hflip, crop_padding, jpeg, jpeg_quality, cutmix, "
-                          "cutmix_alpha") from None
+                          "cutmix_alpha, format_neutral") from None

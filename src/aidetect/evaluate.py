@@ -29,7 +29,7 @@ from aidetect.config import ConfigError
 from aidetect.io import write_json
 from aidetect.module import SCHEMA_VERSION, load_detector
 from aidetect.predict import write_predictions
-from aidetect.train import build_datamodule, output_dir, run_test, write_skipped
+from aidetect.runs import build_datamodule, output_dir, run_test, write_skipped
 
 log = logging.getLogger(__name__)
 

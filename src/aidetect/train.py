@@ -6,9 +6,6 @@ Order matters for users: every setting is checked (view, network, input size, da
 before any image is decoded, so a typo costs a second, not a data pass.
 """
 
-import csv
-import io
-import json
 import logging
 import time
 from pathlib import Path
@@ -18,7 +15,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from aidetect import LABELS
 from aidetect.augment import build_augment
@@ -28,9 +25,13 @@ from aidetect.breakdown import score_breakdown
 from aidetect.calibrate import calibrate_and_score
 from aidetect.callbacks import EpochStats, ResumeState, ViewGrid
 from aidetect.config import ConfigError, provenance, view_spec
-from aidetect.io import atomic_write, torch_save, write_json
+from aidetect.io import torch_save, write_json
 from aidetect.models import build_network, network_class
 from aidetect.module import SCHEMA_VERSION, Detector, build_recipe, load_detector
+# Job plumbing (data module, output folder, test pass, job identity and resume) lives in runs.py, shared
+# with evaluation; imported here under the names this module has always offered.
+from aidetect.runs import (build_datamodule, checkpoint_sha, config_sha, finished_result, job_sha,  # noqa: F401
+                           output_dir, plain, resumable, run_test, write_skipped)
 from aidetect.views import build_view
 
 log = logging.getLogger(__name__)
@@ -47,31 +48,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch_save(checkpoint, path)
         if Path(path).name == "last.ckpt":
             point("after_last_checkpoint")
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.output_dir)
-
-
-def plain(node) -> dict | list | None:
-    return OmegaConf.to_container(node, resolve=True) if node is not None else None
-
-
-def build_datamodule(data_cfg: DictConfig, default_size=None):
-    """The data config minus ``view_defaults`` (read by the aug configs, not the datamodule)."""
-    spec = plain(data_cfg)
-    spec.pop("view_defaults", None)
-    try:
-        dm = hydra.utils.instantiate(spec)
-    except hydra.errors.InstantiationException as e:  # unwrap our own message from Hydra's wrapper
-        cause = e.__cause__
-        if isinstance(cause, ConfigError):
-            raise cause from None
-        if isinstance(cause, TypeError):
-            raise ConfigError(f"data ({spec.get('_target_')}): {cause}") from None
-        raise
-    dm.default_size = default_size
-    return dm
 
 
 def check_settings(cfg: DictConfig):
@@ -121,95 +97,6 @@ def write_hparams(trainer: L.Trainer, hp: dict) -> None:
             lg.experiment._get_file_writer().add_summary(session_start)
 
 
-def write_skipped(out: Path, skipped) -> None:
-    """skipped.csv beside metrics.json: every file that could not be used, and why."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["path", "reason"])
-    w.writerows(skipped)
-    atomic_write(out / "skipped.csv", buf.getvalue().encode())
-
-
-# Settings added after results were recorded, at values that reproduce the old behaviour: left
-# out of the hash at these values, so finished sweep jobs stay finished when a setting is added.
-NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory", ("trainer", "precision"): "32-true"}
-
-
-# Classes that replaced another as a code fix, not a new setting: a job keeps its hash (and its
-# finished result) across the change.
-RENAMED_TARGETS = {"aidetect.callbacks.EMA": "lightning.pytorch.callbacks.EMAWeightAveraging"}
-
-
-# How fast a job runs, not what it computes (up to float rounding): never part of a job's identity.
-SPEED_SETTINGS = ("compile", "threads")
-
-
-def config_sha(cfg: DictConfig, fresh: bool = False, legacy: bool = False) -> str:
-    """A hash of everything that decides a job's result (not where it writes or whether it skips).
-    The job's own folder (in checkpoint and log paths) hashes as <output_dir>, so a result keeps its
-    identity when the project moves; legacy=True is the hash before that, with the absolute folder
-    in it (metrics.json files written then still count as done). fresh=True: as if ckpt_path=null."""
-    import hashlib
-
-    conf = plain(cfg)
-    settings = {k: v for k, v in conf.items() if k not in ("output_dir", "skip_done", "task_name", "calibrate",
-                                                            *SPEED_SETTINGS)}
-    for (group, key), value in NEUTRAL_SETTINGS.items():
-        if isinstance(settings.get(group), dict) and settings[group].get(key) == value:
-            settings[group] = {k: v for k, v in settings[group].items() if k != key}
-    if fresh:
-        settings["ckpt_path"] = None
-    text = json.dumps(settings, sort_keys=True, default=str)
-    for new, old in RENAMED_TARGETS.items():
-        text = text.replace(json.dumps(new), json.dumps(old))
-    folder = str(conf.get("output_dir") or "")
-    if not legacy and len(folder) > 1:
-        text = text.replace(json.dumps(folder)[1:-1], "<output_dir>")
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def checkpoint_sha(path: Path) -> str | None:
-    """The config hash of the job that wrote a checkpoint (None: unreadable, or another schema)."""
-    try:
-        meta = torch.load(path, map_location="cpu", weights_only=True).get("aidetect") or {}
-    except Exception as e:  # a damaged file: the caller trains from scratch rather than fail the sweep
-        log.warning("%s cannot be read (%s)", path, e)
-        return None
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        return None
-    return config_sha(OmegaConf.create(meta.get("run_config") or {}))
-
-
-def job_sha(cfg: DictConfig) -> str:
-    """config_sha, except that resuming this job's own checkpoint by hand (ckpt_path=) is the same
-    job, so skip_done recognises its result later; a checkpoint of another setting stays a new job."""
-    sha, path = config_sha(cfg), cfg.get("ckpt_path")
-    if path and Path(path).is_file():
-        fresh = config_sha(cfg, fresh=True)
-        if checkpoint_sha(Path(path)) == fresh:
-            return fresh
-    return sha
-
-
-def run_test(trainer: L.Trainer, model: Detector, datamodule, **kw) -> tuple[dict, torch.Tensor | None]:
-    """trainer.test, keeping every test image's raw logit in split order when one process scores
-    the whole split in full precision: calibration, predictions.csv and the ECE then need no second
-    pass over the test set. Otherwise (DDP shards, bf16, a test limit) the logits are None and
-    those are computed again in fp32, as `aidetect predict` computes them."""
-    keep = trainer.world_size == 1 and str(trainer.precision) in ("32-true", "64-true")
-    model.kept_test_logits = [] if keep else None
-    try:
-        results = trainer.test(model, datamodule=datamodule, **kw)[0]
-        logits = torch.cat(model.kept_test_logits) if keep and model.kept_test_logits else None
-    finally:
-        model.kept_test_logits = None
-    # Lightning's teardown leaves the model on the CPU; what scores it next (calibration, the fp32
-    # re-scoring after a bf16 test, predictions, the robustness grid) belongs on the run's device.
-    model.to(trainer.strategy.root_device)
-    test = datamodule.splits.get("test")
-    return results, (logits if logits is not None and test is not None and len(logits) == len(test) else None)
-
-
 def tested_checkpoint(cfg, trainer) -> tuple[str, Path | None]:
     """Which weights a run tests and calibrates, and their file: ("best", the best checkpoint by
     val/acc) or ("final weights", the "last" callback's file if one was written)."""
@@ -228,19 +115,6 @@ def calibrate_tested(cfg, model: Detector, scored: Detector, datamodule, out: Pa
     result = calibrate_and_score(scored, splits, out, path, title=datamodule.name, test_logits=test_logits)
     model.hparams.temperature, model.hparams.threshold = scored.hparams.temperature, scored.hparams.threshold
     return result
-
-
-def resumable(out: Path, sha: str) -> str | None:
-    """The job folder's last.ckpt when it was written by this same job (same config hash): a sweep
-    stopped mid-job goes on from its last finished epoch instead of starting that job again."""
-    last = out / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return None
-    if checkpoint_sha(last) != sha:
-        log.warning("skip_done: %s belongs to another setting (or cannot be read); training this job from the start", last)
-        return None
-    log.info("skip_done: resuming this job from %s", last)
-    return str(last)
 
 
 def speed_settings(cfg: DictConfig) -> tuple[int | None, dict | None]:
@@ -264,17 +138,9 @@ def train(cfg: DictConfig) -> dict:
 
 def _train(cfg: DictConfig) -> dict:
     spec, net_cls = check_settings(cfg)
-    done, sha = output_dir(cfg) / "metrics.json", job_sha(cfg)
-    if cfg.get("skip_done") and done.is_file():  # a long sweep re-run after an interruption
-        old = json.loads(done.read_text())
-        # Only the same job: a changed sweep renumbers its jobs, and a folder's old result
-        # must not stand in for another setting. (Files without a hash: seed and view decide.)
-        same = old.get("config_sha") in (sha, config_sha(cfg, legacy=True)) if "config_sha" in old else \
-            (old.get("seed"), old.get("view")) == (cfg.seed, spec)
-        if same:
-            log.info("skip_done: %s holds this job's result, not training again", done)
-            return old
-        log.warning("skip_done: %s holds another setting's result; training this job again", done)
+    sha = job_sha(cfg)
+    if (old := finished_result(cfg, sha, spec)) is not None:  # skip_done: a sweep re-run after an interruption
+        return old
     ckpt_path = cfg.get("ckpt_path") or (resumable(output_dir(cfg), sha) if cfg.get("skip_done") else None)
     datamodule = build_datamodule(cfg.data, net_cls.default_input_size)  # checks the data settings
     out = output_dir(cfg)

@@ -1,0 +1,240 @@
+"""data=modern / data=flux: the manifest reader, grouped splits, leave-out, holdout exclusion,
+crop policies (train random, eval crop grid averaged, small images padded) and per-family tables."""
+
+import csv
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aidetect.breakdown import breakdown
+from aidetect.config import ConfigError
+from aidetect.data.crops import FormatNeutral, crop_set, grid_boxes, random_crop
+from aidetect.data.hashing import dhash64
+from aidetect.data.modern import ModernDataModule, group_key, read_manifest
+from conftest import ROOT, SHARED_DATA, compose_train
+
+COLS = ["path", "label", "source_name", "generator", "family", "content", "repo", "commit", "repo_path", "license",
+        "sha256", "width", "height", "bytes", "note"]
+
+
+def _img(path, seed, size=(96, 128), fmt="PNG", fake=False):
+    rng = np.random.default_rng(seed)
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 / w, y * 255 / h, np.full((h, w), rng.uniform(0, 255))], -1)
+    base = base + rng.normal(0, 30, (8, 8, 3)).repeat(h // 8 + 1, 0).repeat(w // 8 + 1, 1)[:h, :w]
+    if fake:
+        base += 30 * ((np.indices((h, w)).sum(0) % 2)[..., None] - 0.5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(base.clip(0, 255).astype(np.uint8)).save(path, fmt)
+    return path
+
+
+def make_manifest_pool(root, n_prompts=12, extra_rows=()):
+    """FAKE: flux and sdxl images sharing prompts (2 seeds each for flux); REAL: photos of two sources."""
+    rows = []
+
+    def add(rel, label, source, family, content, seed, **kw):
+        p = _img(root / rel, seed, fake=label == "FAKE", **kw)
+        rows.append({"path": rel, "label": label, "source_name": source, "generator": family, "family": family,
+                     "content": content, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()})
+
+    s = 0
+    for i in range(n_prompts):
+        for k in (1, 2):
+            add(f"FAKE/flux_a/prompt_{i}.{k}__{s:08x}.png", "FAKE", "flux_a", "flux", "photo", s); s += 1
+        add(f"FAKE/sdxl_a/prompt_{i}.1__{s:08x}.png", "FAKE", "sdxl_a", "sdxl", "photo", s); s += 1
+    for i in range(2 * n_prompts):
+        add(f"REAL/photos_{i % 2}/img{i}__{s:08x}.jpg", "REAL", f"photos_{i % 2}", "real", "photo", s, fmt="JPEG"); s += 1
+    for *r, kw in extra_rows:
+        add(*r, s, **kw); s += 1
+    with open(root / "MANIFEST.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, COLS, extrasaction="ignore", restval="")
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+def dm_for(root, tmp_path, **kw):
+    kw = {"crop_size": 64, "eval_crops": 2, "holdout": "none", "data_dir": tmp_path / "cache", "num_workers": 0, **kw}
+    return ModernDataModule(root=root, **kw)
+
+
+def test_manifest_reader_checks_columns_and_labels(tmp_path):
+    (tmp_path / "MANIFEST.csv").write_text("path,label\na.png,FAKE\n")
+    with pytest.raises(ConfigError, match="missing columns source_name, family, content"):
+        read_manifest(tmp_path / "MANIFEST.csv")
+    (tmp_path / "MANIFEST.csv").write_text("path,label,source_name,family,content\na.png,fake,s,flux,photo\n")
+    with pytest.raises(ConfigError, match="line 2: label='fake'"):
+        read_manifest(tmp_path / "MANIFEST.csv")
+    with pytest.raises(ConfigError, match="aidetect data get"):
+        ModernDataModule(root=tmp_path / "nowhere")
+
+
+def test_group_key_is_the_prompt_across_generators_and_tiles():
+    assert group_key({"path": "FAKE/flux/a_b.3__c0247de8.webp"}) == group_key({"path": "FAKE/sdxl/a_b.1__ffee0011.webp"})
+    assert group_key({"path": "FAKE/x/style_of_X_tile2__0b89f772.webp"}) == group_key({"path": "FAKE/x/style_of_X_tile3__1b89f772.webp"})
+    assert group_key({"path": "REAL/x/cat__00e5db75.jpg"}) != group_key({"path": "REAL/x/dog__00e5db75.jpg"})
+    assert group_key({"path": "a.png", "group": "grid7"}) == "g:grid7"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_shared_prompt_never_crosses_splits(tmp_path, seed):
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=20)
+    dm = dm_for(root, tmp_path, split_seed=seed)
+    parts = dm.assign(dm.select())
+    where = {}
+    for split, rows in parts.items():
+        for r in rows:
+            key = group_key(r)
+            assert where.setdefault(key, split) == split, f"{key} in {where[key]} and {split}"
+    assert all(parts[s] for s in ("train", "val", "test"))
+    # deterministic: the same seed gives the same split, another seed another one
+    again = dm_for(root, tmp_path, split_seed=seed).assign(dm_for(root, tmp_path, split_seed=seed).select())
+    assert [r["path"] for r in again["test"]] == [r["path"] for r in parts["test"]]
+
+
+def test_same_picture_at_two_sizes_is_one_group(tmp_path):
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=4)
+    src = next((root / "REAL" / "photos_0").iterdir())
+    Image.open(src).resize((64, 48)).save(root / "REAL/photos_0/small_copy__deadbeef.png")
+    with open(root / "MANIFEST.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["REAL/photos_0/small_copy__deadbeef.png", "REAL", "photos_0", "", "real", "photo"] + [""] * 9)
+    dm = dm_for(root, tmp_path, crop_size=32)
+    rows = {r["path"]: r for r in dm.select()}
+    assert rows["REAL/photos_0/small_copy__deadbeef.png"]["group"] == rows[str(src.relative_to(root))]["group"]
+
+
+def test_families_content_and_leave_out(tmp_path):
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=20)
+    flux = dm_for(root, tmp_path, families=["flux"])
+    rows = flux.select()
+    assert {r["family"] for r in rows} == {"flux", "real"}  # family filters act on FAKE rows; REAL all kept
+    assert sum(r["label"] == "REAL" for r in rows) == 40
+    lo = dm_for(root, tmp_path, leave_out="family:sdxl")
+    parts = lo.assign(lo.select())
+    assert not [r for r in parts["train"] + parts["val"] if r["family"] == "sdxl"]
+    assert sum(r["family"] == "sdxl" for r in parts["test"]) == 20  # every sdxl image is tested
+    # the same prompts' FLUX images went with them: no prompt of the held-out family is trained on
+    sdxl_prompts = {group_key(r) for r in parts["test"] if r["family"] == "sdxl"}
+    assert not sdxl_prompts & {group_key(r) for r in parts["train"]}
+    src = dm_for(root, tmp_path, leave_out="source:photos_1")
+    parts = src.assign(src.select())
+    assert not [r for r in parts["train"] if r["source_name"] == "photos_1"]
+    assert sum(r["source_name"] == "photos_1" for r in parts["test"]) == 20
+    with pytest.raises(ConfigError, match="no row matches"):
+        bad = dm_for(root, tmp_path, leave_out="family:midjourney")
+        bad.assign(bad.select())
+    with pytest.raises(ConfigError, match="column:value"):
+        dm_for(root, tmp_path, leave_out="flux")
+
+
+def test_holdout_list_drops_exact_and_near_copies(tmp_path):
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=6)
+    rows = read_manifest(root / "MANIFEST.csv")
+    exact = rows[0]
+    near = rows[1]
+    h = dhash64(Image.open(root / near["path"])) ^ 0b111  # 3 bits away
+    (tmp_path / "holdout.tsv").write_text(f"# header\nsha256\tdhash64\n{exact['sha256']}\t-\n{'0' * 64}\t{h:016x}\n")
+    dm = dm_for(root, tmp_path, holdout=tmp_path / "holdout.tsv", holdout_bits=4)
+    kept = {r["path"] for r in dm.select()}
+    assert exact["path"] not in kept and near["path"] not in kept
+    assert dm.counts["holdout_dropped"] == 2
+    strict = dm_for(root, tmp_path, holdout=tmp_path / "holdout.tsv", holdout_bits=2)
+    assert near["path"] in {r["path"] for r in strict.select()}
+
+
+def test_crop_policies_train_random_eval_grid_small_padded(tmp_path):
+    img = Image.fromarray(np.arange(100 * 80 * 3, dtype=np.uint32).reshape(100, 80, 3).astype(np.uint8))
+    boxes = grid_boxes(80, 100, 64, 2)
+    assert boxes == [(0, 0, 64, 64), (16, 0, 80, 64), (0, 36, 64, 100), (16, 36, 80, 100)]  # corner to corner
+    crops, padded = crop_set(img, 64, 2)
+    assert crops.shape == (4, 3, 64, 64) and not padded
+    assert np.array_equal(crops[3], np.asarray(img)[36:100, 16:80].transpose(2, 0, 1))  # native pixels, not resized
+    small = Image.new("RGB", (40, 50), (200, 10, 10))
+    crops, padded = crop_set(small, 64, 2)
+    assert padded and crops.shape == (4, 3, 64, 64)
+    assert (crops[0][:, :50, :40] == np.array([200, 10, 10])[:, None, None]).all() and crops[0][:, 60:, :].max() == 0
+    import random
+    a = {random_crop(img, 32, random.Random(s))[0].tobytes() for s in range(5)}
+    assert len(a) > 1  # random positions
+
+
+def test_format_neutral_reencodes_both_classes(tmp_path):
+    import random
+    png = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    fn = FormatNeutral(p=1.0, scale=(0.5, 0.5), jpeg_quality=(70, 70))
+    out = fn(png, random.Random(0))
+    assert out.size == (32, 32) and out.mode == "RGB"
+    assert not np.array_equal(np.asarray(out), np.asarray(png.resize((32, 32), Image.BICUBIC)))  # JPEG-altered
+    with pytest.raises(ConfigError, match="jpeg_quality"):
+        FormatNeutral(jpeg_quality=(0, 101))
+
+
+def test_eval_averages_crop_logits(tmp_path):
+    from aidetect.module import Detector
+
+    m = Detector(net={"_target_": "aidetect.models.SmallResNet", "width": 8, "depths": [1]}, input_size=[32, 32],
+                 resize="random_crop", eval_crops=2).eval()
+    x = torch.randint(0, 255, (3, 4, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        per_crop = m(x.flatten(0, 1)).view(3, 4)
+        assert torch.allclose(m(x), per_crop.mean(1), atol=1e-6)
+        # predict on a PIL image takes the same 2x2 grid at the image's own resolution
+        img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+        grid = torch.from_numpy(crop_set(img, 32, 2)[0])[None]
+        assert torch.allclose(m.predict_proba([img]), m(grid).sigmoid(), atol=1e-6)
+
+
+def test_setup_splits_loaders_and_counts(tmp_path):
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=20,
+                              extra_rows=[("REAL/tiny/tiny__0badf00d.png", "REAL", "tiny", "real", "photo", {"size": (40, 40)})])
+    dm = dm_for(root, tmp_path, batch_size=4)
+    dm.setup("fit")
+    assert dm.splits["val"].images.shape[1:] == (4, 3, 64, 64)  # 2x2 crops of 64 px
+    assert dm.splits["test_neutral"].images.shape == dm.splits["test"].images.shape
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 64, 64) and x.dtype == torch.uint8 and y.dtype == torch.long
+    c = dm.counts
+    assert c["train"] + c["val"] + c["test"] == 101 and c["holdout_dropped"] == 0
+    assert c["train_padded"] + c["val_padded"] + c["test_padded"] == 1  # the 40x40 image, padded, counted
+
+
+def test_per_family_table_counts_and_ranks():
+    rows = [{"y": 1, "family": "flux", "content": "photo", "source_name": "f"}] * 4 + \
+           [{"y": 1, "family": "sdxl", "content": "art", "source_name": "s"}] * 2 + \
+           [{"y": 0, "family": "real", "content": "photo", "source_name": "r"}] * 4
+    logits = torch.tensor([3.0, 2, 1, 0.5, -3, -2, -1, -0.8, -0.9, 0.7])
+    b = breakdown(rows, logits, threshold=0.5)
+    assert b["family"]["flux"]["n_fake"] == 4 and b["family"]["flux"]["n_real"] == 4
+    # flux scores: 3,2,1,0.5; REAL: -1,-0.8,-0.9,0.7: 15 of 16 pairs ranked right
+    assert b["family"]["flux"]["auroc"] == pytest.approx(15 / 16)
+    assert b["family"]["sdxl"]["auroc"] == 0.0 and b["family"]["sdxl"]["detection"] == 0.0
+    assert b["overall"]["fpr"] == 0.25 and b["overall"]["auroc"] == pytest.approx(b["overall"]["auroc_check"])
+    assert "art" not in b["content"]  # no REAL art: no art vs art cell
+    lo, hi = b["family"]["flux"]["auroc_ci"]
+    assert lo <= 15 / 16 <= hi
+
+
+def test_design_card_command_composes_the_seed_flux_setup():
+    cfg = compose_train(["data=flux", "aug=inverted_saturated"])
+    assert cfg.data._target_ == "aidetect.data.modern.ModernDataModule" and list(cfg.data.families) == ["flux"]
+    assert cfg.model.net._target_ == "aidetect.models.SeedFluxCNN" and cfg.aug.saturation_factor == 8
+    assert list(cfg.data.image_size) == [720, 1280] and cfg.data.resize == "resize"
+    neutral = compose_train(["data=modern", "augment=format_neutral"])
+    assert neutral.data.format_neutral.p == 1.0
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "modern" / "MANIFEST.csv").is_file(), reason="needs ../shared/data/modern")
+def test_shared_pool_splits_by_prompt(tmp_path):
+    dm = ModernDataModule(root=SHARED_DATA / "modern", data_dir=ROOT / "data", holdout="auto")
+    parts = dm.assign(dm.select())
+    assert dm.counts["manifest_rows"] == 879
+    where = {}
+    for split, rows in parts.items():
+        for r in rows:
+            assert where.setdefault(group_key(r), split) == split
+    assert {"flux", "sdxl"} <= {r["family"] for r in parts["test"]}

@@ -110,6 +110,7 @@ class Detector(L.LightningModule):
         self.run_config: dict | None = None  # the composed Hydra config, set by train.py
         self.provenance: dict | None = None
         self.tta = "none"  # eval.py tta=flip: not saved, so a checkpoint always loads as trained
+        self.detector_id = "untrained"  # load_detector names it (shipped name and version, or file and hash)
 
     @property
     def num_parameters(self) -> int:
@@ -307,4 +308,12 @@ def load_detector(path: str | Path, map_location="cpu", weights: str = "average"
     # An EMA checkpoint keeps the trained (raw) weights beside the average: weights=raw scores those.
     model.load_state_dict(ckpt["current_model_state" if weights == "raw" else "state_dict"])
     model.run_config, model.provenance = meta.get("run_config"), meta.get("provenance")
+    # Named in every predict row: a shipped detector's name and version, else the file and its hash.
+    named = meta.get("detector") or {}
+    if named.get("name"):
+        model.detector_id = f"{named['name']} {named.get('version', '')}".strip()
+    else:
+        import hashlib
+
+        model.detector_id = f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
     return model.eval()

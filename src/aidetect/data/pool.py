@@ -473,7 +473,8 @@ def get_pool(name: str, out: Path, from_dirs=(), holdout: Path | None = None, ho
             if hit:
                 break
         if hit:
-            rep.add(rep.holdout, src_name, len(items))
+            for it in items:
+                rep.add(rep.holdout, it["source_name"])
             log.debug("holdout drop (%s): %s", hit, unit[0]["repo_path"])
             for it in items:
                 _remove(out / it["path"])
@@ -483,7 +484,7 @@ def get_pool(name: str, out: Path, from_dirs=(), holdout: Path | None = None, ho
             if first is None and it.get("pixel_sha256"):
                 first = seen_sha.get("px:" + it["pixel_sha256"])
             if first is not None:
-                rep.add(rep.dup, src_name)
+                rep.add(rep.dup, it["source_name"])
                 log.debug("duplicate of %s: %s", first, it["path"])
                 _remove(out / it["path"])
                 continue
@@ -492,7 +493,7 @@ def get_pool(name: str, out: Path, from_dirs=(), holdout: Path | None = None, ho
                 seen_sha["px:" + it["pixel_sha256"]] = it["path"]
             if it["_d"] is not None:
                 seen_d.append((it["_d"], it["path"]))
-            rep.add(rep.kept, src_name)
+            rep.add(rep.kept, it["source_name"])
             kept.append(it)
     if local:
         local.close()

@@ -59,12 +59,13 @@ def random_crop(img: Image.Image, size: int, rng: random.Random) -> tuple[np.nda
 class FormatNeutral:
     """Every training image of both classes, with probability ``p``: random rescale by a factor in
     ``scale`` (bicubic; never below ``min_side`` px on the short side), then re-encoded as JPEG at a
-    quality drawn from ``jpeg_quality`` (or, with probability ``webp``, as lossy WebP at a quality
+    quality drawn from ``jpeg_quality`` (``short_side`` = [low, high]: rescale instead to a short side drawn
+    from that range, never upscaling), (or, with probability ``webp``, as lossy WebP at a quality
     from the same range), then decoded again. The source's format, size and compression history
     then no longer tell the classes apart (issue 31). Set through ``augment.format_neutral``."""
 
     def __init__(self, p: float = 1.0, scale=(0.5, 1.0), jpeg_quality=(60, 100), webp: float = 0.0,
-                 min_side: int = 0):
+                 min_side: int = 0, short_side=None):
         lo, hi = (float(s) for s in scale)
         qlo, qhi = (int(q) for q in jpeg_quality)
         if not (0 <= float(p) <= 1 and 0 <= float(webp) <= 1):
@@ -74,14 +75,23 @@ class FormatNeutral:
         if not 1 <= qlo <= qhi <= 100:
             raise ConfigError(f"augment.format_neutral.jpeg_quality=[low, high] within 1..100, got {list(jpeg_quality)}")
         self.p, self.scale, self.quality, self.webp, self.min_side = float(p), (lo, hi), (qlo, qhi), float(webp), int(min_side)
+        self.short_side = None
+        if short_side is not None:
+            slo, shi = (int(v) for v in short_side)
+            if not 8 <= slo <= shi:
+                raise ConfigError(f"augment.format_neutral.short_side=[low, high] pixels, 8 <= low <= high, got {list(short_side)}")
+            self.short_side = (slo, shi)
 
     def params(self) -> dict:
-        return {"p": self.p, "scale": list(self.scale), "jpeg_quality": list(self.quality), "webp": self.webp}
+        return {"p": self.p, "scale": list(self.scale), "jpeg_quality": list(self.quality), "webp": self.webp,
+                **({"short_side": list(self.short_side)} if self.short_side else {})}
 
     def __call__(self, img: Image.Image, rng: random.Random) -> Image.Image:
         if rng.random() >= self.p:
             return img
         s = rng.uniform(*self.scale)
+        if self.short_side:  # a common target size for both classes, never upscaled: sizes stop telling them apart
+            s = min(1.0, rng.uniform(*self.short_side) / min(img.size))
         if self.min_side:
             s = max(s, min(1.0, self.min_side / min(img.size)))
         if abs(s - 1) > 1e-3:
@@ -103,7 +113,7 @@ def build_format_neutral(spec) -> FormatNeutral | None:
     try:
         return FormatNeutral(**dict(spec))
     except TypeError as e:
-        raise ConfigError(f"augment.format_neutral: {e}; valid settings: p, scale, jpeg_quality, webp, min_side") from None
+        raise ConfigError(f"augment.format_neutral: {e}; valid settings: p, scale, short_side, jpeg_quality, webp, min_side") from None
 
 
 def prepare_crops(images, size: int, k: int) -> torch.Tensor:

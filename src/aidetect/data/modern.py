@@ -185,7 +185,7 @@ class ModernDataModule(L.LightningDataModule):
                  resize="random_crop", crop_size=224, eval_crops=3, image_size=None, batch_size=32, num_workers=2,
                  val_fraction=0.1, test_fraction=0.1, split_seed=0, balance=None, fraction=1.0,
                  holdout="auto", holdout_bits=4, near_bits=4, format_neutral=None, neutral_side=512, hflip=0.5,
-                 strict=False, min_side=8, data_dir="data", missing_hint=None, max_per_source=None):
+                 strict=False, min_side=8, data_dir="data", missing_hint=None, max_per_source=None, epoch_size=None):
         super().__init__()
         if root is None:
             root = default_root()
@@ -227,6 +227,7 @@ class ModernDataModule(L.LightningDataModule):
         self.neutral_side, self.hflip = int(neutral_side), float(hflip)
         self.strict, self.min_side, self.data_dir = bool(strict), int(min_side), Path(data_dir)
         self.max_per_source = max_per_source
+        self.epoch_size = None if epoch_size is None else _number("data.epoch_size", epoch_size, int)
         self.splits: dict[str, InMemoryImages] = {}
         self.rows: dict[str, list[dict]] = {}
         self.skipped: list[tuple[str, str]] = []
@@ -449,11 +450,16 @@ class ModernDataModule(L.LightningDataModule):
         if ds is None:
             raise RuntimeError("no train split; call setup('fit') first")
         sampler = None
+        if self.epoch_size and not self.balance:
+            from torch.utils.data import RandomSampler
+
+            sampler = RandomSampler(ds, replacement=False, num_samples=min(self.epoch_size, len(ds)))
         if self.balance:
             rows = self.rows["train"]
             cell = [(r["y"],) if self.balance == "class" else (r["y"], r["content"]) for r in rows]
             freq = {c: cell.count(c) for c in set(cell)}
-            sampler = WeightedRandomSampler([1.0 / freq[c] for c in cell], num_samples=len(rows), replacement=True)
+            sampler = WeightedRandomSampler([1.0 / freq[c] for c in cell], num_samples=self.epoch_size or len(rows),
+                                            replacement=True)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=len(ds) > self.batch_size,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 

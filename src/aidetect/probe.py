@@ -11,6 +11,7 @@ published bytes learns their format; test images are scored both as published an
 copies, with the same per-family tables (breakdown.md, metrics.json) as train.py writes.
 """
 
+import hashlib
 import json
 import logging
 import sys
@@ -169,7 +170,7 @@ def run(cfg) -> dict:
     net = Lite0(stages=stages, pretrained=True).eval()
     t0 = time.perf_counter()
     key = f"{dm.root.resolve()}|{stages}|{dm.resize}|{dm.crop_size}|{dm.eval_crops}|{dm.image_size}|{dm.neutral_side}"
-    cache = dm.data_dir / "modern-cache" / f"probe-features-{__import__('hashlib').sha256(key.encode()).hexdigest()[:12]}"
+    cache = dm.data_dir / "modern-cache" / f"probe-features-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     x_train = features(net, dm, rows["train"], neutral=True, cache=Path(f"{cache}-neutral.pt"))
     y_train = np.array([r["y"] for r in rows["train"]])
     C = float(probe.get("C", 0.1))

@@ -203,7 +203,8 @@ def write_csv(path: Path, result: dict) -> None:
     atomic_write(path, buf.getvalue().encode())
 
 
-def _pm(c: dict) -> str:
+def mean_std_ci(c: dict) -> str:
+    """"0.9400 ± 0.0030 [0.9326, 0.9474]": mean ± std over seeds [95% CI], or the mean alone for one seed."""
     if c["n"] < 2:
         return f"{c['mean']:.4f}"
     return f"{c['mean']:.4f} ± {c['std']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
@@ -223,7 +224,7 @@ def markdown(result: dict) -> str:
         diff = "" if v is None else (f"{v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}], "
                                      f"p={v['p']:.3g}, p_holm={v['p_holm']:.3g}")
         cells = [r["view"], *([settings_text(r, vs)] if vs else []), *[str(r.get(k)) for k in var],
-                 str(r["acc"]["n"]), _pm(r["acc"]), _pm(r["auroc"]), _pm(r["f1"]), diff,
+                 str(r["acc"]["n"]), mean_std_ci(r["acc"]), mean_std_ci(r["auroc"]), mean_std_ci(r["f1"]), diff,
                  "" if v is None or v["seeds_needed"] is None else str(v["seeds_needed"])]
         lines.append("| " + " | ".join(cells) + " |")
     n_ep = max((len(r["val_acc_per_epoch"]) for r in result["rows"]), default=0)
@@ -311,26 +312,6 @@ def cmd_aggregate(args) -> int:
     return 1 if result["failed"] and args.strict else 0
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("aggregate", help="results table, statistics and plot of a -m sweep folder")
-    p.add_argument("sweep_dir")
-    p.add_argument("--strict", action="store_true", help="exit 1 when some jobs failed or did not finish")
-    p.add_argument("--baseline", default=BASELINE, help="the view others are compared with (default: none)")
-    p.set_defaults(func=cmd_aggregate)
-    v = sub.add_parser("views", help="what a view makes of images: a dataset's REAL/FAKE grid, or any image files",
-                       description="aidetect views data/cifake/raw/test --out views.png      # every view\n"
-                       "aidetect views photo.jpg aug=inverted_saturated aug.saturation_factor=8\n"
-                       "aidetect views photo.jpg --ckpt best.ckpt   # the view, size and P(FAKE) of a checkpoint",
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    v.add_argument("inputs", nargs="+", help="a folder holding REAL/ and FAKE/, or image files; then optional "
-                   "settings as in training (aug=..., aug.*=..., data=... for its view defaults)")
-    v.add_argument("--out", default="views.png")
-    v.add_argument("--views", nargs="+", help="views as aug.spec writes them, e.g. npr inverted_saturated@500")
-    v.add_argument("--ckpt", help="show the checkpoint's own view at its input size, with its P(FAKE)")
-    v.add_argument("-n", type=int, default=4, help="images per class")
-    v.set_defaults(func=cmd_views)
-
-
 def cmd_views(args) -> int:
     from aidetect.config import ConfigError, compose, parse_view_spec, view_spec
     from aidetect.grids import image_views_figure, views_figure
@@ -343,7 +324,9 @@ def cmd_views(args) -> int:
     views = [build_view(parse_view_spec(v)) for v in args.views] if args.views else None
     if settings:  # composed like train.py's command line, so aug defaults and data's view_defaults apply
         cfg = compose("train", settings)
-        views = (views or []) + [build_view(view_spec(__import__("omegaconf").OmegaConf.to_container(cfg.aug, resolve=True)))]
+        from omegaconf import OmegaConf
+
+        views = (views or []) + [build_view(view_spec(OmegaConf.to_container(cfg.aug, resolve=True)))]
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(map(str, missing))}")

@@ -29,7 +29,6 @@ Output: ``<out>/{FAKE,REAL}/<source>/<file>`` and ``<out>/MANIFEST.csv`` with th
 
 from __future__ import annotations
 
-import argparse
 import csv
 import fnmatch
 import hashlib
@@ -788,7 +787,7 @@ def write_recipe_csv(path: Path, rows: list[dict]) -> None:
     atomic_write(path, buf.getvalue().encode())
 
 
-# ----------------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------- `aidetect data` (its parser is in aidetect/cli.py)
 
 
 GET_DOC = """Rebuild a training pool from its recipe (src/aidetect/data/recipes/NAME), verified by sha256.
@@ -808,31 +807,6 @@ def default_holdout() -> Path | None:
         if p.is_file():
             return p
     return None
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("data", help="training pools: rebuild one from its recipe (aidetect data get NAME)")
-    dsub = p.add_subparsers(dest="data_command", required=True)
-    g = dsub.add_parser("get", help="rebuild pool NAME from its recipe, verified (download or --from DIR)",
-                        description=GET_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g.add_argument("name", help="recipe name (shared_modern, grown, ...) or a folder holding recipe.yaml")
-    g.add_argument("--out", help="destination folder (default: data/NAME)")
-    g.add_argument("--from", dest="from_dirs", action="append", default=[], metavar="DIR",
-                   help="take files from this folder instead of downloading: a built pool, a copy of the "
-                        "repositories, a bare git mirror or a folder of them (/work/.mirror); repeatable")
-    g.add_argument("--offline", action="store_true", help="never download; a file not under --from is an error")
-    g.add_argument("--holdout", help="hash list of images to exclude (default: ../shared/data/holdout_hashes.tsv)")
-    g.add_argument("--no-holdout", action="store_true", help="build without the held-out exclusion (not for training"
-                   " a detector that is scored on that list)")
-    g.add_argument("--holdout-bits", type=int, default=DEFAULT_BITS, help="dHash distance counted as the same "
-                   f"image as a held-out one (default {DEFAULT_BITS}; -1: sha256 only)")
-    g.add_argument("--dedup-bits", type=int, default=DEFAULT_BITS, help="dHash distance counted as a duplicate "
-                   f"inside the pool (default {DEFAULT_BITS}; -1: sha256 only)")
-    g.add_argument("--base-url", default=RAW_BASE, help=f"where to download from (default {RAW_BASE})")
-    g.add_argument("-v", "--verbose", action="store_true")
-    g.set_defaults(func=main)
-    ls = dsub.add_parser("list", help="the recipes shipped with the package and their sizes")
-    ls.set_defaults(func=main)
 
 
 def main(args) -> int:
@@ -862,9 +836,7 @@ def main(args) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    ap = argparse.ArgumentParser(prog="aidetect")
-    add_parser(ap.add_subparsers(dest="command", required=True))
-    a = ap.parse_args()
-    sys.exit(main(a))
+if __name__ == "__main__":  # the same as `aidetect data ...` (the parser is declared in aidetect/cli.py)
+    from aidetect.cli import main as cli
+
+    sys.exit(cli(["data", *sys.argv[1:]]))

@@ -1,8 +1,7 @@
-"""`aidetect flux ...` subcommands. Defaults come from aidetect/flux/flux.yaml beside this file (--config)."""
+"""What `aidetect flux generate | collect-real | build` run (declared in aidetect/cli.py). Defaults come
+from aidetect/flux/flux.yaml beside this file (--config)."""
 
-import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -75,45 +74,3 @@ def cmd_build(args) -> int:
                     jpeg_quality=b.jpeg_quality, splits=list(b.splits), seed=cfg.seed, force=args.force)
     print(json.dumps({"counts": summary["counts"], "warnings": summary["warnings"]}, indent=2))
     return 0
-
-
-def add_parser(sub) -> None:
-    flux = sub.add_parser("flux", help="build a FLUX-vs-real dataset").add_subparsers(dest="flux_cmd", required=True)
-
-    def common(p):
-        p.add_argument("--config", default=str(DEFAULT_CONFIG), help="settings file (default: %(default)s)")
-        p.add_argument("--out", help="output folder (default from the config)")
-        p.add_argument("-v", "--verbose", action="store_true")
-
-    g = flux.add_parser("generate", help="FAKE images through Replicate (needs REPLICATE_API_TOKEN)")
-    common(g)
-    g.add_argument("--n", type=int, help="total images wanted (existing ones count)")
-    g.add_argument("--max-cost", type=float, help="USD this run may spend at most")
-    g.add_argument("--dry-run", action="store_true", help="print prompts and cost, call nothing")
-    g.add_argument("--model", help="Replicate model owner/name")
-    g.add_argument("--concurrency", type=int)
-    g.add_argument("--base-url", help="Replicate API base URL (default: the public API)")
-    g.set_defaults(func=cmd_generate)
-
-    c = flux.add_parser("collect-real", help="REAL photos from Openverse, a URL list or a folder")
-    common(c)
-    c.add_argument("--n", type=int)
-    c.add_argument("--source", choices=["openverse", "urls", "folder"])
-    c.add_argument("--query")
-    c.add_argument("--urls", help="file of image URLs, one per line")
-    c.add_argument("--folder", help="folder of your own photos")
-    c.add_argument("--openverse-url", help="Openverse API base (default from the config)")
-    c.set_defaults(func=cmd_collect)
-
-    b = flux.add_parser("build", help="both pools -> train/validation/test/{REAL,FAKE}")
-    common(b)
-    b.add_argument("--fake", help="folder of generated images")
-    b.add_argument("--real", help="folder of real photos")
-    b.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
-    b.add_argument("--resize", choices=["center_crop", "resize"])
-    b.add_argument("--force", action="store_true", help="replace an existing output folder")
-    b.set_defaults(func=cmd_build)
-
-
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")

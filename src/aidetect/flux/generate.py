@@ -139,7 +139,9 @@ class Generator:
             raise ValueError(f"prediction {pred.id} output is {len(data)} bytes, over the {MAX_OUTPUT_BYTES} cap")
         return data, {"prediction_id": pred.id, "version": pred.version, "input": inputs}
 
-    def _one(self, job: Job, budget: Budget, manifest: Manifest) -> str:
+    def _generate_one(self, job: Job, budget: Budget, manifest: Manifest) -> str:
+        """One image within the budget: predict (retrying 429, 5xx, timeouts and non-images with backoff),
+        then save it with its manifest line. Returns "ok", "failed", "budget" or "aborted"."""
         import httpx
         from replicate.exceptions import ModelError, ReplicateError
 
@@ -232,7 +234,7 @@ class Generator:
         log.info("%d of %d images exist (%d recovered); generating %d, estimated $%.3f",
                  n - len(todo), n, recovered, len(todo), len(todo) * budget.price)
         with ThreadPoolExecutor(int(self.cfg.concurrency)) as ex:
-            results = list(ex.map(lambda j: self._one(j, budget, manifest), todo))
+            results = list(ex.map(lambda j: self._generate_one(j, budget, manifest), todo))
         if self._abort:
             raise GenerateError(self._abort)
         done = sum(1 for j in jobs if j.id in manifest)

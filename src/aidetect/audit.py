@@ -23,6 +23,7 @@ from PIL import Image
 
 from aidetect import LABELS
 from aidetect.config import ConfigError
+from aidetect.data.hashing import dhash64 as dhash  # the project's one 64-bit dHash
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,6 @@ def jpeg_quality(im: Image.Image) -> int | None:
     if not tables or 0 not in tables:
         return None
     return int(np.abs(_TABLE_SUMS - np.sum(tables[0])).argmin()) + 1
-
-
-def dhash(im: Image.Image) -> int:
-    """64-bit difference hash: survives re-encoding and resizing, not crops."""
-    g = np.asarray(im.convert("L").resize((9, 8), Image.BILINEAR), dtype=np.int16)
-    bits = (g[:, 1:] > g[:, :-1]).flatten()
-    return int(sum(1 << i for i, b in enumerate(bits) if b))
 
 
 def inspect_file(path: str) -> dict:

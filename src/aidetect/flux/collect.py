@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from aidetect.data.hashing import dhash64
 from aidetect.faults import point
 from aidetect.flux.store import (Manifest, append_jsonl, atomic_write, clean_temp_files, inspect_image,
                                  read_jsonl, sha256)
@@ -28,14 +29,9 @@ USER_AGENT = "ai-image-detector/0.1 (research dataset tool; github.com/ai-image-
 
 
 def dhash(data: bytes) -> int:
-    """Difference hash: 64 bits of 'is this pixel brighter than its right neighbour' at 9x8."""
+    """The project's one 64-bit dHash (aidetect.data.hashing.dhash64) of an image file's bytes."""
     with Image.open(io.BytesIO(data)) as im:
-        px = list(im.convert("L").resize((9, 8), Image.BILINEAR).getdata())
-    bits = 0
-    for row in range(8):
-        for col in range(8):
-            bits = (bits << 1) | (px[row * 9 + col] > px[row * 9 + col + 1])
-    return bits
+        return dhash64(im)
 
 
 class Reject(Exception):

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 WARN_AT = 0.65  # cross-validated balanced accuracy of the metadata classifier that triggers the warning
 NAMES = {v: k for k, v in LABELS.items()}
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
 # The IJG (libjpeg) luminance table at quality 50; other qualities scale it (jpeg_quality_scaling).
 _IJG = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -39,42 +39,61 @@ _TABLE_SUMS = np.array([np.clip((_IJG * (5000 / q if q < 50 else 200 - 2 * q) + 
                         for q in range(1, 101)])
 
 
-def jpeg_quality(im: Image.Image) -> int | None:
+def jpeg_quality(im) -> int | None:
     """The IJG quality whose scaled luminance table is closest to the file's (by sum, so the
-    table's storage order does not matter); None for non-JPEG files."""
-    tables = getattr(im, "quantization", None)
+    table's storage order does not matter); None for non-JPEG files. ``im``: a PIL image as
+    opened, or its quantization tables (``open_image``'s ``info["quantization"]``)."""
+    tables = im if isinstance(im, dict) or im is None else getattr(im, "quantization", None)
     if not tables or 0 not in tables:
         return None
     return int(np.abs(_TABLE_SUMS - np.sum(tables[0])).argmin()) + 1
 
 
-def inspect_file(path: str) -> dict:
+def inspect_file(path: str, format_neutral: tuple[int, int] | None = None) -> dict:
+    """One file's metadata, hashes and thumbnail; with ``format_neutral`` = (short side, JPEG
+    quality), those of its format-neutral copy (``data.images.format_neutral``) instead."""
     import hashlib
 
-    raw = Path(path).read_bytes()
-    row = {"path": path, "bytes": len(raw), "md5": hashlib.md5(raw).hexdigest()}
-    try:
-        from io import BytesIO
+    from aidetect.data.images import BadImage, format_neutral_jpeg, open_image
 
-        with Image.open(BytesIO(raw)) as im:
-            row.update(format=im.format, width=im.width, height=im.height, mode=im.mode,
-                       exif=bool(im.getexif()), jpeg_quality=jpeg_quality(im))
-            im.load()
-            row["dhash"] = dhash(im)
-            row["thumb"] = np.asarray(im.convert("L").resize((16, 16), Image.BILINEAR), dtype=np.uint8).tobytes()
-    except Exception as e:
-        row["error"] = f"{type(e).__name__}: {e}"
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        return {"path": path, "bytes": 0, "md5": None, "error": f"cannot read the file: {e.strerror or type(e).__name__}"}
+    info: dict = {}
+    try:  # the one decode path, as training decodes it; the metadata as the file stores it
+        if format_neutral is not None:
+            raw = format_neutral_jpeg(open_image(raw, min_side=0), *format_neutral)
+        rgb, error = open_image(raw, min_side=0, info=info), None
+    except BadImage as e:
+        rgb, error = None, e.reason
+    row = {"path": path, "bytes": len(raw), "md5": hashlib.md5(raw).hexdigest()}
+    if rgb is None:
+        row["error"] = error
+        return row
+    row.update(format=info["format"], width=info["width"], height=info["height"], mode=info["mode"],
+               exif=info["exif"], jpeg_quality=jpeg_quality(info["quantization"]))
+    row["dhash"] = dhash(rgb)
+    row["thumb"] = np.asarray(rgb.convert("L").resize((16, 16), Image.BILINEAR), dtype=np.uint8).tobytes()
     return row
 
 
-def collect(folder: Path) -> list[dict]:
+def collect(folder: Path, format_neutral: tuple[int, int] | None = None) -> list[dict]:
+    from functools import partial
+
     from aidetect.data.folder import find_layout
 
     listing: list = []
-    layout = find_layout(folder, listing)
-    items = [(split, str(p), label) for split, files in layout.items() for p, label in files]
+    if (folder / "MANIFEST.csv").is_file():  # a pool (aidetect data get, ../shared/data/modern): one folder per source
+        from aidetect.data.modern import read_manifest
+
+        items = [("all", str(folder / r["path"]), LABELS[r["label"]]) for r in read_manifest(folder / "MANIFEST.csv")]
+    else:
+        layout = find_layout(folder, listing)
+        items = [(split, str(p), label) for split, files in layout.items() for p, label in files]
     with ProcessPoolExecutor(os.cpu_count() or 1) as ex:
-        rows = list(ex.map(inspect_file, [p for _, p, _ in items], chunksize=max(1, len(items) // 64 or 1)))
+        rows = list(ex.map(partial(inspect_file, format_neutral=format_neutral), [p for _, p, _ in items],
+                           chunksize=max(1, len(items) // 64 or 1)))
     for (split, _, label), row in zip(items, rows):
         row.update(split=split, label=label)
     return rows + [{"path": p, "error": f"not used: {why}", "split": "-", "label": -1, "bytes": 0} for p, why in listing]
@@ -174,7 +193,14 @@ def metadata_classifier(rows: list[dict], seed: int = 0) -> dict:
             "warn_at": WARN_AT, "flagged": bool(scores.mean() >= WARN_AT)}
 
 
-def audit(folder: Path, near_dup_limit: int = 20000) -> dict:
+FORMAT_NEUTRAL = (512, 90)  # short side, JPEG quality: data.images.format_neutral's defaults
+
+
+def audit(folder: Path, near_dup_limit: int = 20000, format_neutral: bool = False) -> dict:
+    """The audit of ``folder``; with ``format_neutral``, the metadata classifier is scored
+    again on copies where both classes are processed alike (short side 512, then JPEG q90),
+    beside the files as published: what is left there (aspect ratio, JPEG size of the
+    content) is not a format shortcut, and what disappears was one."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder; give one holding REAL/ and FAKE/ (or split folders)")
@@ -195,6 +221,14 @@ def audit(folder: Path, near_dup_limit: int = 20000) -> dict:
     for r in rows:
         r.pop("thumb", None)
     report["metadata_classifier"] = metadata_classifier(rows)
+    if format_neutral:
+        copies = collect(folder, FORMAT_NEUTRAL)
+        report["format_neutral"] = {
+            "short_side": FORMAT_NEUTRAL[0], "jpeg_quality": FORMAT_NEUTRAL[1],
+            "classes": {f"{split}/{NAMES[label]}": describe(sel) for split in sorted({r["split"] for r in copies})
+                        for label in (0, 1) for sel in [[r for r in copies if r["split"] == split and r["label"] == label]]
+                        if sel},
+            "metadata_classifier": metadata_classifier(copies)}
     return report
 
 
@@ -212,6 +246,11 @@ def print_report(report: dict) -> None:
         else:
             print(f"  {kind.replace('_', ' ')}: {d['note']}")
     m = report["metadata_classifier"]
+    n = (report.get("format_neutral") or {}).get("metadata_classifier")
+    if n and n["balanced_accuracy"] is not None:
+        fn = report["format_neutral"]
+        print(f"  on format-neutral copies (short side {fn['short_side']}, JPEG q{fn['jpeg_quality']}): metadata-only "
+              f"balanced accuracy {n['balanced_accuracy']:.3f} (what is left: aspect ratio, JPEG size of the content)")
     if m["balanced_accuracy"] is None:
         print(f"  metadata classifier: {m['note']}")
         return
@@ -224,7 +263,7 @@ def print_report(report: dict) -> None:
 
 
 def cmd_audit(args) -> int:
-    report = audit(Path(args.folder), args.near_dup_limit)
+    report = audit(Path(args.folder), args.near_dup_limit, getattr(args, "format_neutral", False))
     print_report(report)
     if args.out:
         from aidetect.io import write_json

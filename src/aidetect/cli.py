@@ -8,6 +8,7 @@ module, imported only when that subcommand runs (so `aidetect --help` imports no
     aidetect audit data/faces                             # can file metadata alone tell REAL from FAKE?
     aidetect web                                          # a local page: P(FAKE), the view, Grad-CAM
     aidetect slim CKPT OUT                                # inference-only checkpoint (fp16 weights)
+    aidetect ship CKPT --name modern-lite0s16 --version 1.0   # package the default detector
     aidetect export CKPT OUT.onnx                         # ONNX: uint8 in, calibrated P(FAKE) out
     aidetect ensemble run1/predictions.csv run2/predictions.csv   # several runs as one detector
     aidetect aggregate outputs/<task>/multirun/<time>     # results table of a sweep
@@ -99,6 +100,16 @@ def add_detector_commands(sub) -> None:
     s.add_argument("out")
     s.add_argument("--fp32", action="store_true", help="keep float32 weights (default: float16, half the size)")
     s.set_defaults(func=command("aidetect.export:cmd_slim"))
+
+    sh = sub.add_parser("ship", help="package a checkpoint as the shipped detector (fp16, named) + golden values")
+    sh.add_argument("ckpt")
+    sh.add_argument("--name", required=True)
+    sh.add_argument("--version", required=True)
+    sh.add_argument("--out", help="default: the package's weights/default.ckpt")
+    sh.add_argument("--golden", type=int, default=16, help="validation images to record (0: none)")
+    sh.add_argument("--golden-out", help="default: tests/golden/<name>.json")
+    sh.add_argument("--shared", default="../shared/data/modern", help="the pool the golden images are read from")
+    sh.set_defaults(func=command("aidetect.ship:cmd_ship"))
 
     e = sub.add_parser("export", help="ONNX: uint8 images in, P(FAKE) out, view and calibration inside")
     e.add_argument("ckpt")

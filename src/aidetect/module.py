@@ -304,6 +304,8 @@ def load_detector(path: str | Path, map_location="cpu", weights: str = "average"
                           f"the average started); use weights=average")
     hp = dict(ckpt["hyper_parameters"])
     network_class(hp["net"].get("_target_", ""), allow_import=False)
+    if "pretrained" in hp["net"]:  # the checkpoint carries the weights: never load (or need) the ImageNet package
+        hp["net"] = {**hp["net"], "pretrained": False}
     model = Detector(**hp)
     # An EMA checkpoint keeps the trained (raw) weights beside the average: weights=raw scores those.
     model.load_state_dict(ckpt["current_model_state" if weights == "raw" else "state_dict"])

@@ -24,30 +24,47 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from aidetect import LABELS
 from aidetect.config import ConfigError
-from aidetect.data.images import IMAGE_EXTS, MIN_SIDE, _array, fit_image, listing_problem, to_rgb
+from aidetect.data.images import MIN_SIDE, _array, fit_image, listing_problem, try_open_image
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["path", "p_fake", "label", "threshold", "width", "height", "warning", "skipped"]
+COLUMNS = ["path", "p_fake", "label", "threshold", "width", "height", "warning", "skipped", "verdict", "detector"]
+UNCERTAIN = 0.1  # P(FAKE) within this of the threshold: the verdict column says UNCERTAIN
 FAR_FROM_TRAINING = 4.0  # warn when an image is scaled by this much or more to reach the input size
 NAMES = {v: k for k, v in LABELS.items()}
 
 
-def default_checkpoint() -> Path:
+SHIPPED = {"default": "default.ckpt", "modern": "default.ckpt", "cifake": "cifake.ckpt"}
+
+
+def default_checkpoint(name: str = "default") -> Path:
+    """A detector shipped in the package: ``default`` (= ``modern``: modern generators, native-resolution
+    crops; src/aidetect/weights/README.md) or ``cifake`` (32x32 CIFAKE images)."""
     from importlib.resources import files
 
-    return Path(str(files("aidetect") / "weights" / "default.ckpt"))
+    return Path(str(files("aidetect") / "weights" / SHIPPED[name]))
+
+
+def resolve_checkpoint(arg) -> Path:
+    """--ckpt: a shipped detector's name (default, modern, cifake) or a checkpoint file; None = default."""
+    if arg is None or str(arg) in SHIPPED:
+        path = default_checkpoint(str(arg or "default"))
+        if not path.is_file():
+            raise ConfigError(f"the shipped detector {arg or 'default'!r} is not installed with this copy of aidetect "
+                              f"({path} is missing); pass --ckpt CKPT (a checkpoint written by train.py)")
+        return path
+    return Path(arg)
 
 
 def find_images(paths) -> "iter[Path | tuple[Path, str]]":
-    """Files, folders (recursively, image extensions only) and globs, in a stable order,
-    lazily: a folder of a million files is never listed into memory at once. Inside folders,
-    hidden files and symlinks leaving the folder come out as (path, reason), to be reported
-    as skipped, as training skips them."""
+    """Files, folders (recursively) and globs, in a stable order, lazily: a folder of a
+    million files is never listed into memory at once. Inside folders every file is
+    considered and images are recognised by content, whatever their extension; hidden files
+    and folders (not searched), symlinks leaving the folder and files that are not images come
+    out as (path, reason), to be reported as skipped, as training skips them."""
     missing = [p for p in paths if not glob.has_magic(str(p)) and not Path(p).exists()]
     if missing:
         raise ConfigError(f"no such file or folder: {', '.join(map(str, missing))}")
@@ -58,31 +75,57 @@ def find_images(paths) -> "iter[Path | tuple[Path, str]]":
         for m in map(Path, matches):
             if m.is_dir():
                 for root, dirs, names in os.walk(m):
-                    dirs.sort()
-                    for n in sorted(names):  # (a folder named like an image is searched, as any folder)
-                        if Path(n).suffix.lower() in IMAGE_EXTS:
-                            f = Path(root) / n
-                            problem = listing_problem(f, m)
-                            yield f if problem is None else (f, problem)
+                    hidden = sorted(d for d in dirs if d.startswith("."))
+                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    for n in hidden:
+                        yield Path(root) / n, "hidden folder (name starts with a dot; not searched)"
+                    for n in sorted(names):
+                        f = Path(root) / n
+                        problem = listing_problem(f, m)
+                        yield f if problem is None else (f, problem)
             else:
                 yield m  # named explicitly: tried whatever its extension
 
 
-def load_image(path: Path, size, policy: str, min_side: int = MIN_SIDE):
-    """(uint8 [3, H, W] at ``size``, original (width, height), None) or (None, None, reason)."""
+def load_image(path: Path, size, policy: str, min_side: int = MIN_SIDE, crops: int = 1, info: dict | None = None):
+    """(uint8 [3, H, W] at ``size``, or [crops*crops, 3, h, w] for ``random_crop`` detectors, original
+    upright (width, height), None) or (None, None, reason)."""
     if isinstance(path, tuple):  # (path, reason) from find_images
         return None, None, path[1]
-    try:
-        raw = Path(path).read_bytes()
-        with Image.open(io.BytesIO(raw)) as im:
-            if min(im.size) < min_side:
-                return None, None, f"{im.width}x{im.height} is smaller than the minimum side of {min_side} px"
-            rgb = to_rgb(im)
-            return _array(fit_image(rgb, size, policy)), rgb.size, None
-    except Image.DecompressionBombError as e:
-        return None, None, f"too large to decode safely ({e})"
-    except Exception as e:
-        return None, None, f"{type(e).__name__}: {e}"
+    rgb, reason = try_open_image(path, min_side=min_side, info=info)
+    if rgb is None:
+        return None, None, reason
+    if policy == "random_crop":
+        from aidetect.data.crops import crop_set
+
+        return crop_set(rgb, size[0], crops)[0], rgb.size, None
+    return _array(fit_image(rgb, size, policy)), rgb.size, None
+
+
+def jpeg_quality(quantization) -> int | None:
+    """Approximate JPEG quality (IJG scale) from the luminance quantization table, or None."""
+    if not quantization or 0 not in quantization:
+        return None
+    q = list(quantization[0])
+    base = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17,
+            22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78,
+            87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+    if len(q) != 64:
+        return None
+    scale = 100 * sum(q) / sum(base)  # IJG: table = base * scale / 100
+    return int(round((200 - scale) / 2)) if scale <= 100 else int(round(5000 / scale))
+
+
+def input_warning(orig, info: dict, size, policy: str) -> str:
+    """Inputs a native-resolution detector was not made for: tiny images, heavy recompression."""
+    w, h = orig
+    notes = []
+    if min(w, h) < size[0]:
+        notes.append(f"{w}x{h} is smaller than the detector's {size[0]}-px crop (padded): few pixels to judge")
+    q = jpeg_quality(info.get("quantization")) if info.get("format") == "JPEG" else None
+    if q is not None and q < 70:
+        notes.append(f"JPEG quality about {q}: heavy recompression wipes out generator traces")
+    return "; ".join(notes)
 
 
 def scale_warning(orig, size) -> str:
@@ -100,10 +143,18 @@ def predict_files(model, paths, threshold: float | None = None, batch_size: int 
     """Yield one row (dict of COLUMNS) per file, in order, scoring ``batch_size`` files at a time."""
     threshold = float(model.hparams.threshold if threshold is None else threshold)
     size, policy = model.input_size, model.hparams.resize
+    crops = int(model.hparams.get("eval_crops", 1))
     workers = workers or min(4, os.cpu_count() or 1)
+    detector = getattr(model, "detector_id", "")
+
+    def one(p):
+        info = {}
+        return (*load_image(p, size, policy, crops=crops, info=info), info)
 
     def flush(batch):
-        loaded = list(pool.map(lambda p: load_image(p, size, policy), batch))
+        got = list(pool.map(one, batch))
+        infos = [g[3] for g in got]
+        loaded = [g[:3] for g in got]
         ok = [i for i, (arr, _, _) in enumerate(loaded) if arr is not None]
         probs = model.predict_proba(torch.from_numpy(np.stack([loaded[i][0] for i in ok]))) if ok else []
         p_of = dict(zip(ok, probs.tolist() if ok else []))
@@ -111,12 +162,15 @@ def predict_files(model, paths, threshold: float | None = None, batch_size: int 
             path = path[0] if isinstance(path, tuple) else path
             if err is not None:
                 yield {"path": str(path), "p_fake": None, "label": None, "threshold": threshold, "width": None,
-                       "height": None, "warning": "", "skipped": err}
+                       "height": None, "warning": "", "skipped": err, "verdict": None, "detector": detector}
                 continue
             p = p_of[i]
+            warning = input_warning(orig, infos[i], size, policy) if policy == "random_crop" else scale_warning(orig, size)
             yield {"path": str(path), "p_fake": round(p, 6), "label": NAMES[int(p >= threshold)],
                    "threshold": round(threshold, 6), "width": orig[0], "height": orig[1],
-                   "warning": scale_warning(orig, size), "skipped": ""}
+                   "warning": warning, "skipped": "",
+                   "verdict": "UNCERTAIN" if abs(p - threshold) < UNCERTAIN else NAMES[int(p >= threshold)],
+                   "detector": detector}
 
     with ThreadPoolExecutor(workers) as pool:  # PIL decoders release the GIL
         batch = []
@@ -158,7 +212,7 @@ class Sink:
                 self.w.writeheader()
         else:
             self.f = sys.stdout
-            print(f"{'P(FAKE)':>8}  {'label':5}  path", file=self.f)
+            print(f"{'P(FAKE)':>8}  {'verdict':9}  path", file=self.f)
 
     def write(self, row):
         if self.kind == "csv":
@@ -168,7 +222,7 @@ class Sink:
         else:
             score = f"{row['p_fake']:8.4f}" if row["p_fake"] is not None else f"{'-':>8}"
             note = row["skipped"] and f"  (skipped: {row['skipped']})" or row["warning"] and f"  ({row['warning']})"
-            print(f"{score}  {row['label'] or '-':5}  {row['path']}{note or ''}", file=self.f, flush=True)
+            print(f"{score}  {row['verdict'] or '-':9}  {row['path']}{note or ''}", file=self.f, flush=True)
 
     def close(self, ok: bool):
         if self.out is not None:
@@ -182,18 +236,16 @@ def cmd_predict(args) -> int:
 
     from aidetect.module import load_detector
 
-    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint()
-    if not args.ckpt and not ckpt.is_file():
-        raise ConfigError("no default detector is installed with this copy of aidetect; pass --ckpt CKPT "
-                          "(a checkpoint written by train.py)")
+    ckpt = resolve_checkpoint(args.ckpt)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise ConfigError(f"--threshold {args.threshold}: give a probability between 0 and 1")
     model = load_detector(ckpt)
+    print(f"detector: {model.detector_id}", file=sys.stderr)
     torch.set_grad_enabled(False)
     files = find_images(args.paths)
     first = next(files, None)
     if first is None:
-        raise ConfigError(f"no image files under {', '.join(args.paths)} (extensions: {', '.join(sorted(IMAGE_EXTS))})")
+        raise ConfigError(f"no image files under {', '.join(args.paths)} (nothing there to score)")
     import itertools
 
     sink = Sink(Path(args.out) if args.out else None)

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
 from aidetect.config import ConfigError
-from aidetect.data.images import _array, fit_image, to_rgb
+from aidetect.data.images import _array, fit_image, format_neutral, open_image, try_open_image
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def corrupt(img: Image.Image, kind: str, value=None, seed: int = 0) -> Image.Ima
     elif kind in ("jpeg", "webp"):
         buf = io.BytesIO()
         img.save(buf, format=kind.upper(), quality=int(value))
-        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        return open_image(buf.getvalue(), min_side=0)
     elif kind == "downscale":  # to 1/value and back up, bilinear both ways
         w, h = img.size
         small = img.resize((max(1, round(w / value)), max(1, round(h / value))), Image.BILINEAR)
@@ -45,22 +45,29 @@ def corrupt(img: Image.Image, kind: str, value=None, seed: int = 0) -> Image.Ima
         return Image.fromarray((np.clip(x, 0, 1) * 255).round().astype(np.uint8))
     elif kind == "grayscale":
         return img.convert("L").convert("RGB")
+    elif kind == "format_neutral":  # [short side, JPEG quality]: both classes processed alike (issue 31)
+        short_side, quality = value if value is not None else (512, 90)
+        return format_neutral(img, int(short_side), int(quality))
     elif kind == "grade":  # brightness, contrast, saturation multipliers, in that order
         b, c, s = value
         img = ImageEnhance.Brightness(img).enhance(b)
         img = ImageEnhance.Contrast(img).enhance(c)
         return ImageEnhance.Color(img).enhance(s)
     raise ConfigError(f"unknown corruption kind {kind!r}; valid: clean, jpeg, webp, downscale, blur, noise, "
-                      f"grayscale, grade")
+                      f"grayscale, grade, format_neutral")
 
 
 def _load(job):
     path, kind, value, seed, size, policy = job
-    try:
-        with Image.open(path) as im:
-            return _array(fit_image(corrupt(to_rgb(im), kind, value, seed), size, policy)), None
-    except Exception as e:
-        return None, f"{type(e).__name__}: {e}"
+    img, reason = try_open_image(path)
+    if img is None:
+        return None, reason
+    img = corrupt(img, kind, value, seed)
+    if policy.startswith("random_crop"):  # a native-resolution detector: its k x k crop grid of the corrupted file
+        from aidetect.data.crops import crop_set
+
+        return crop_set(img, size[0], int(policy.partition(":")[2] or 1))[0], None
+    return _array(fit_image(img, size, policy)), None
 
 
 def corrupted_images(paths, kind, value, size, policy, workers=None):
@@ -74,13 +81,64 @@ def corrupted_images(paths, kind, value, size, policy, workers=None):
     return torch.from_numpy(np.stack(arrays)) if arrays else torch.empty(0, 3, *size, dtype=torch.uint8), failed
 
 
+def _neutral(job):
+    path, short_side, quality = job
+    img, reason = try_open_image(path)
+    return (None, reason) if img is None else (format_neutral(img, short_side, quality), None)
+
+
+def format_neutral_scores(model, paths, labels: torch.Tensor, threshold: float, published: torch.Tensor | None = None,
+                          short_side: int = 512, quality: int = 90, out: Path | None = None, names=None,
+                          workers=None, block: int = 256) -> dict:
+    """Score test copies where both classes are processed alike (``format_neutral``: short side
+    ``short_side``, then JPEG at ``quality``), beside the files as published (``published``:
+    their P(FAKE), same order): the gap is what format, size and compression were worth.
+
+    Copies go through ``model.prepare`` (the checkpoint's own size and resize or crop policy),
+    a block of files at a time, so memory stays bounded. With ``out``, the copies' per-image
+    scores are written to predictions_format_neutral.csv."""
+    from aidetect.calibrate import score
+    from aidetect.predict import write_predictions
+
+    workers = workers or os.cpu_count() or 1
+    jobs = [(str(p), int(short_side), int(quality)) for p in paths]
+    probs, kept, failed = [], [], []
+    with ProcessPoolExecutor(workers) as ex:
+        for start in range(0, len(jobs), block):
+            done = list(ex.map(_neutral, jobs[start:start + block], chunksize=max(1, block // (workers * 4))))
+            imgs = [img for img, _ in done if img is not None]
+            failed += [(start + i, why) for i, (img, why) in enumerate(done) if img is None]
+            kept += [start + i for i, (img, _) in enumerate(done) if img is not None]
+            if imgs:
+                probs.append(model.predict_proba(imgs).float().cpu())
+    probs = torch.cat(probs) if probs else torch.empty(0)
+    kept_t = torch.tensor(kept, dtype=torch.long)
+    row = {"short_side": int(short_side), "jpeg_quality": int(quality), "failed": len(failed),
+           "failed_examples": [[str(paths[i]), why] for i, why in failed[:5]],
+           **score(probs, labels[kept_t], threshold)}
+    if published is not None:  # the same files as published, for a paired comparison
+        pub = score(published[kept_t].float().cpu(), labels[kept_t], threshold)
+        row["published"] = pub
+        row["delta"] = {k: row[k] - pub[k] for k in ("acc_at_threshold", "balanced_acc_at_threshold", "auroc")
+                        if k in row and k in pub}
+    if out is not None:
+        names = [str(p) for p in paths] if names is None else list(names)
+        write_predictions(out / "predictions_format_neutral.csv", [names[i] for i in kept], probs, threshold,
+                          labels[kept_t])
+    log.info("format-neutral copies (short side %d, JPEG q%d): acc %.4f auroc %.4f (%d failed)", short_side,
+             quality, row["acc_at_threshold"], row.get("auroc", float("nan")), len(failed))
+    return row
+
+
 def run_grid(model, paths, labels: torch.Tensor, corruptions: list[dict], out: Path, threshold: float,
              title: str = "") -> list[dict]:
     from aidetect.calibrate import logits_of, score
 
     rows = []
     for c in [{"name": "clean", "kind": "clean"}] + [dict(c) for c in corruptions]:
-        images, failed = corrupted_images(paths, c["kind"], c.get("value"), model.input_size, model.hparams.resize)
+        policy = model.hparams.resize if model.hparams.resize != "random_crop" else \
+            f"random_crop:{model.hparams.get('eval_crops', 1)}"
+        images, failed = corrupted_images(paths, c["kind"], c.get("value"), model.input_size, policy)
         keep = torch.ones(len(labels), dtype=torch.bool)
         keep[failed] = False
         probs = model.probability(logits_of(model, images))

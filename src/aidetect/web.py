@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aidetect.data.images import open_image
 from aidetect.predict import predict_files
 
 
@@ -48,13 +49,15 @@ def panels(model, path: str, size: int = 256) -> list[tuple[Image.Image, str]]:
 
     from aidetect.grids import view_panels
 
-    with Image.open(path) as im:
-        x8 = model.prepare([im])
+    x8 = model.prepare([open_image(path)])  # the one decode path, as predict_files decoded it
+    what = "input at the model's size"
+    if x8.ndim == 5:  # a native-resolution detector scores a k x k grid of crops: show the centre one
+        x8, what = x8[:, x8.shape[1] // 2], f"centre crop of the {x8.shape[1]} scored crops (native pixels)"
     x = x8.float() / 255
     scale = max(1, size // max(x8.shape[-2:]))  # small inputs (32x32) shown larger, pixels kept
     big = lambda a: Image.fromarray(a).resize((a.shape[1] * scale, a.shape[0] * scale), Image.NEAREST)  # noqa: E731
     seen = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    out = [(big(seen), "input at the model's size")]
+    out = [(big(seen), what)]
     for name, v in view_panels(model.view, x):
         out.append((big((v[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), f"view: {name}"))
     cam = heat_map(model, x8[0])
@@ -107,12 +110,12 @@ def build_app(model, ckpt_name: str = "default detector"):
 def cmd_web(args) -> int:
     from aidetect.config import ConfigError
     from aidetect.module import load_detector
-    from aidetect.predict import default_checkpoint
+    from aidetect.predict import resolve_checkpoint
 
-    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint()
+    ckpt = resolve_checkpoint(args.ckpt)
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint {ckpt} not found; pass --ckpt CKPT")
     model = load_detector(ckpt)
-    app = build_app(model, ckpt.name if args.ckpt else "default detector (CIFAKE)")
+    app = build_app(model, ckpt.name if args.ckpt else "default detector (modern images)")
     app.launch(server_name="127.0.0.1", server_port=args.port, share=False, inbrowser=False, show_error=True)
     return 0

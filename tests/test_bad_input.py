@@ -77,6 +77,7 @@ def skipped_rows(path):
     return {os.path.basename(r["path"]): r["reason"] for r in csv.DictReader(open(path))}
 
 
+@pytest.mark.slow
 def test_training_skips_and_lists_every_bad_file_and_uses_the_odd_ones(dataset, tmp_path):
     cfg = compose_train(["data=folder", f"data.root={dataset}", f"data.data_dir={tmp_path / 'data'}",
                          "data.image_size=[32,32]", "model=seed_cifake_cnn", "trainer.max_epochs=1",
@@ -122,6 +123,7 @@ def test_an_empty_class_folder_is_a_clear_message(tmp_path):
         list_class_folder(tmp_path)
 
 
+@pytest.mark.slow
 def test_eval_predict_audit_and_flux_build_report_the_same_skips(dataset, tmp_path):
 
     cfg = compose_train(["data=folder", f"data.root={dataset}", f"data.data_dir={tmp_path / 'data'}",

@@ -27,7 +27,7 @@ def leaves(parser: argparse.ArgumentParser, prefix=()):
 def test_every_subcommand_is_declared_in_cli_and_runs_a_function_of_its_own_module():
     parser = build_parser()
     top = {a for a in parser._actions if isinstance(a, argparse._SubParsersAction)}.pop().choices
-    assert set(top) == COMMANDS
+    assert COMMANDS <= set(top)
     found = list(leaves(parser))
     assert {" ".join(w) for w, _ in found} >= {"flux generate", "flux collect-real", "flux build", "data get", "data list"}
     for words, p in found:

@@ -26,6 +26,7 @@ def test_training_shards_are_disjoint_equal_and_change_each_epoch():
     assert sum(samplers[0], []) != first[0]
 
 
+@pytest.mark.slow
 def test_ddp_fit_on_two_cpu_processes_matches_a_single_process_evaluation(tmp_path):
     """A real 1-epoch DDP fit on a CIFAKE slice with an odd-sized validation split: the logged
     val/acc (synced over both ranks) equals the saved checkpoint scored in one process."""

@@ -51,6 +51,7 @@ def test_archive_extraction_killed_before_rename_then_rerun(tmp_path, kaggle_zip
     assert tree(tmp_path / "x/raw") == tree(tmp_path / "clean") and not leftovers(tmp_path / "x/raw")
 
 
+@pytest.mark.slow
 def test_decode_cache_killed_before_rename_then_rebuilt_once(tmp_path):
     rng = np.random.default_rng(0)
     for cls, label in (("REAL", 0), ("FAKE", 1)):
@@ -74,6 +75,7 @@ def test_decode_cache_killed_before_rename_then_rebuilt_once(tmp_path):
     assert not list(cache_dir.glob(".*.tmp-*")) and len(list(cache_dir.glob("*.pt"))) == 1
 
 
+@pytest.mark.slow
 def test_flux_build_killed_before_rename_then_rerun(tmp_path):
     for cls, label in (("fake", 1), ("real", 0)):
         rng = np.random.default_rng(label)
@@ -87,6 +89,7 @@ def test_flux_build_killed_before_rename_then_rerun(tmp_path):
     assert tree(tmp_path / "built") == tree(tmp_path / "clean") and not leftovers(tmp_path / "built")
 
 
+@pytest.mark.slow
 def test_flux_generate_killed_between_file_and_manifest_then_rerun(tmp_path):
     server = FakeReplicate().start()
     try:
@@ -111,6 +114,7 @@ def test_flux_generate_killed_between_file_and_manifest_then_rerun(tmp_path):
         assert hashlib.sha256((tmp_path / "gen" / r["file"]).read_bytes()).hexdigest() == r["sha256"]
 
 
+@pytest.mark.slow
 def test_flux_collect_killed_between_file_and_manifest_then_rerun(tmp_path):
     from PIL import Image
 
@@ -216,6 +220,7 @@ def test_a_manifest_cannot_make_generate_touch_files_outside_its_folder(tmp_path
     assert all((out / r["file"]).resolve().parent == out.resolve() for r in rows)
 
 
+@pytest.mark.slow
 def test_two_runs_started_at_once_decode_the_data_once_and_both_finish(tmp_path):
     rng = np.random.default_rng(3)
     for cls, label in (("REAL", 0), ("FAKE", 1)):

@@ -121,6 +121,7 @@ def test_dry_run_prints_prompts_and_cost(tmp_path, capsys):
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.slow
 def test_kill_then_resume_gives_exactly_n_without_duplicates(tmp_path, replicate_server):
     server = replicate_server(delay=0.3)
     out, n = tmp_path / "gen", 8
@@ -246,3 +247,29 @@ def test_build_warns_when_classes_differ(tmp_path):
     s = build(tmp_path / "fake", tmp_path / "real", tmp_path / "out", image_size=(64, 64))
     text = " ".join(s["warnings"])
     assert "formats differ" in text and "aspect ratios differ" in text
+
+
+def test_flux_commands_collect_from_a_folder_then_build(tmp_path, capsys):
+    """`aidetect flux collect-real --source folder` and `aidetect flux build` through the CLI, in this
+    process: the settings file's defaults, the command-line overrides and the JSON they print."""
+    from aidetect.cli import main
+
+    photos, fake = tmp_path / "photos", tmp_path / "fake"
+    photos.mkdir(), fake.mkdir()
+    for i in range(6):
+        (photos / f"{i}.jpg").write_bytes(jpeg_bytes(i, (320, 256)))
+    for i in range(10):
+        (fake / f"{i}.jpg").write_bytes(jpeg_bytes(100 + i, (320, 256)))
+    real = tmp_path / "real"
+    assert main(["flux", "collect-real", "--source", "folder", "--folder", str(photos), "--n", "4",
+                 "--out", str(real)]) == 0
+    assert json.loads(capsys.readouterr().out)["have"] == 4 and len(manifest(real)) == 4
+    with pytest.raises(SystemExit, match="--urls FILE"):
+        main(["flux", "collect-real", "--source", "urls", "--out", str(real)])
+    assert main(["flux", "build", "--fake", str(fake), "--real", str(real), "--out", str(tmp_path / "ds"),
+                 "--image-size", "64", "64"]) == 0
+    counts = json.loads(capsys.readouterr().out)["counts"]
+    assert sum(c["FAKE"] for c in counts.values()) == 10 and sum(c["REAL"] for c in counts.values()) == 4
+    assert (tmp_path / "ds/summary.json").is_file()
+    with pytest.raises(SystemExit, match="not found"):
+        main(["flux", "build", "--config", str(tmp_path / "missing.yaml")])

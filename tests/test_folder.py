@@ -85,6 +85,7 @@ def test_bad_root_and_policy_are_clear(tmp_path):
         FolderDataModule(root=tmp_path, resize="squash")
 
 
+@pytest.mark.slow
 def test_high_resolution_training_path(tmp_path):
     root = make_pool(tmp_path / "pool", 12, size=(180, 320))
     cfg = compose_train([f"data=flux_built", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
@@ -96,6 +97,7 @@ def test_high_resolution_training_path(tmp_path):
     assert m["data"]["train"] == 20 and 0 <= m["test"]["acc"] <= 1
 
 
+@pytest.mark.slow
 def test_mixed_sizes_use_the_networks_default_size(tmp_path):
     root = make_pool(tmp_path / "pool", 6, size=(150, 170))
     Image.new("RGB", (200, 140)).save(root / "REAL" / "odd.jpg")
@@ -105,6 +107,7 @@ def test_mixed_sizes_use_the_networks_default_size(tmp_path):
     assert m["data"]["image_size"] == [32, 32] and m["model"]["input_size"] == [32, 32]
 
 
+@pytest.mark.slow
 def test_small_cnn_is_sized_for_larger_images(tmp_path):
     root = make_pool(tmp_path / "pool", 10)
     cfg = compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
@@ -123,6 +126,7 @@ def test_an_empty_split_is_a_message(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "faces_stylegan2_300.zip").exists(), reason="needs ../shared/data/faces_stylegan2_300.zip")
+@pytest.mark.slow
 def test_faces_repeated_splits_pool_every_image_and_follow_the_seed(tmp_path):
     from aidetect.train import build_datamodule
     tests = {}

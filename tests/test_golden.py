@@ -13,6 +13,8 @@ import pytest
 from aidetect.train import train
 from conftest import ROOT, SHARED_DATA, compose_train
 
+pytestmark = pytest.mark.slow  # trains on a real CIFAKE slice
+
 GOLDEN = json.loads((ROOT / "tests/golden/cifake.json").read_text())
 RUNS = {"slice_none": ["aug=none"],
         "slice_inverted_saturated_500": ["aug=inverted_saturated", "aug.saturation_factor=500"]}

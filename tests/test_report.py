@@ -32,6 +32,7 @@ def job_metrics(sweep: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
 
 
+@pytest.mark.slow
 def test_sweep_writes_table_and_plot(sweep):
     for name in ("results.csv", "results.md", "results.png"):
         assert (sweep / name).is_file() and (sweep / name).stat().st_size > 0
@@ -41,6 +42,7 @@ def test_sweep_writes_table_and_plot(sweep):
     assert all(r["n"] == "2" and r["seeds"] == "0 1" for r in rows)
 
 
+@pytest.mark.slow
 def test_table_numbers_come_from_the_jobs(sweep):
     jobs = job_metrics(sweep)
     assert len(jobs) == 6
@@ -63,6 +65,7 @@ def test_table_numbers_come_from_the_jobs(sweep):
     assert "Epoch 1 Val Accuracy" in md and "Epoch 2 Val Accuracy" in md and "| saturated | saturation_factor=8 |" in md
 
 
+@pytest.mark.slow
 def test_eval_sweep_over_checkpoints_is_aggregated_by_view_and_seed(sweep, tmp_path):
     ckpts = sorted(str(p) for p in sweep.glob("*/checkpoints/last.ckpt"))
     r = run_script("eval.py", "-m", f"ckpt_path={','.join(ckpts)}", f"data.archive={sweep.parent / 'src'}",
@@ -116,6 +119,7 @@ def test_seeds_needed_for_a_half_width():
     assert seeds_needed(10.0) is None  # beyond the cap: no estimate rather than the cap itself
 
 
+@pytest.mark.slow
 def test_standalone_command(tmp_path):
     for s in range(2):
         fake_job(tmp_path, s, s, "none", 1, 0.5 + s / 10)
@@ -207,6 +211,7 @@ def test_untested_jobs_are_listed_and_epochs_without_validation_stay_blank(tmp_p
     assert "| none |  | 0.9100 |" in md and "(no test metrics (test=false))" in md
 
 
+@pytest.mark.slow
 def test_ensemble_of_two_runs_reads_their_predictions(sweep, tmp_path, capsys):
     from aidetect.cli import main
 

@@ -12,6 +12,8 @@ from aidetect.module import load_detector
 from aidetect.train import checkpoint_sha, config_sha, job_sha, resumable
 from conftest import compose_train, run_script
 
+pytestmark = pytest.mark.slow  # every test trains, kills and resumes real runs
+
 
 def args(tmp_path, kaggle_dir, out, *extra):
     return ["data.archive=" + str(kaggle_dir), f"data.data_dir={tmp_path / 'data'}", "data.batch_size=16",

@@ -20,6 +20,7 @@ def make_set(root, n, seed=0):
     return root
 
 
+@pytest.mark.slow
 def test_disk_storage_trains_exactly_as_memory(tmp_path):
     root = make_set(tmp_path / "ds", 40)
     runs = {}
@@ -38,6 +39,34 @@ def test_disk_storage_trains_exactly_as_memory(tmp_path):
     dm.setup("fit")
     assert type(dm.splits["train"].images).__name__ == "DiskImages"
     assert list((tmp_path / "data/folder-cache").glob("*.u8"))
+
+
+
+def test_disk_rows_read_back_exactly_and_a_failed_write_leaves_no_file(tmp_path):
+    """The raw uint8 file behind data.storage=disk (no training: the fast tier's check): rows come
+    back bit for bit by index, slice and lazy subset, bad files are skipped, sizes must agree."""
+    import pickle
+
+    from aidetect.data.disk import DiskImages, write_disk_cache
+    from aidetect.data.images import MixedSizes
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (3, 8, 6), dtype=np.uint8) for _ in range(5)]
+    rows = [(i, a, f"md5-{i}", None) for i, a in enumerate(arrays)] + [(5, None, None, "truncated JPEG")]
+    path = tmp_path / "train.u8"
+    shape, kept, md5s, skipped, _ = write_disk_cache(path, iter(rows), len(rows))
+    assert shape == (3, 8, 6) and kept == [0, 1, 2, 3, 4] and md5s[0] == "md5-0" and skipped == [(5, "truncated JPEG")]
+    images = DiskImages(path, len(kept), shape)
+    assert images.shape == (5, 3, 8, 6) and len(images) == 5
+    assert torch.equal(images[2], torch.from_numpy(arrays[2]))
+    assert torch.equal(images[[4, 0]], torch.from_numpy(np.stack([arrays[4], arrays[0]])))
+    assert torch.equal(images[1:3], torch.from_numpy(np.stack(arrays[1:3])))
+    sub = pickle.loads(pickle.dumps(images.take([3, 1])))  # as a DataLoader worker gets it
+    assert torch.equal(sub[0], torch.from_numpy(arrays[3])) and len(sub) == 2
+    with pytest.raises(MixedSizes, match="data.image_size"):
+        write_disk_cache(tmp_path / "mixed.u8", iter([(0, arrays[0], "a", None),
+                                                       (1, np.zeros((3, 4, 4), np.uint8), "b", None)]), 2)
+    assert not list(tmp_path.glob(".*tmp*")) and not (tmp_path / "mixed.u8").exists()
 
 
 PEAK = """

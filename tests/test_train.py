@@ -58,7 +58,8 @@ def test_every_augment_config_builds(name):
     assert (params["hflip"], params["crop_padding"], params["jpeg"], params.get("cutmix", 0.0)) == expected[name]
 
 
-@pytest.mark.parametrize("aug", sorted(VIEWS))
+# One view in the fast tier (`-m "not slow"`), every view in the full suite.
+@pytest.mark.parametrize("aug", [v if v == "none" else pytest.param(v, marks=pytest.mark.slow) for v in sorted(VIEWS)])
 def test_fast_dev_run_every_view(tmp_path, kaggle_dir, aug):
     cfg = compose_train(common(tmp_path, kaggle_dir) + [f"aug={aug}", "debug=fdr", f"output_dir={tmp_path / 'run'}"])
     metrics = train(cfg)
@@ -67,7 +68,8 @@ def test_fast_dev_run_every_view(tmp_path, kaggle_dir, aug):
     assert json.loads((tmp_path / "run/metrics.json").read_text())["view"]["name"] == aug
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "configs/experiment").glob("*.yaml")))
+@pytest.mark.parametrize("experiment", [e if e == "cifake_seed" else pytest.param(e, marks=pytest.mark.slow)
+                                        for e in sorted(p.stem for p in (ROOT / "configs/experiment").glob("*.yaml"))])
 def test_fast_dev_run_every_experiment(tmp_path, experiment):
     """Each experiment config composes and runs one batch on generated data of its kind."""
     cfg = compose_train([f"experiment={experiment}"])
@@ -89,18 +91,19 @@ def run_fails(tmp_path, *args) -> str:
     return r.stderr
 
 
+# Each case starts a train.py process: the first is in the fast tier, all of them in the full suite.
 @pytest.mark.parametrize("args, expected", [
     (["aug=saturated", "aug.saturation_factor=-3"], "aug.saturation_factor must be >= 0"),
-    (["aug=spec", "aug.spec=inverse"], "valid names: none, inverted"),
-    (["+aug.saturation_factor=8"], "view 'none' takes no setting aug.saturation_factor"),
-    (["model=seed_flux_cnn", "data.image_size=[128,128]"], "needs at least 133x133"),
-    (["data.batch_size=0"], "data.batch_size=0"),
-    (["data.resize=squash"], "valid: resize, center_crop"),
-    (["augment=flip", "augment.hflip=2"], "augment.hflip is a probability"),
-    (["test_ckpt=first"], "valid: best, last"),
-    (["model.optimizer.lr=abc"], "model.optimizer"),
-    (["+model.net.widht=3"], "unexpected keyword argument 'widht'"),
-    (["model=seed_flux_cnn"], "too small for SeedFluxCNN"),  # CIFAKE's native 32x32, read from headers
+    pytest.param(["aug=spec", "aug.spec=inverse"], "valid names: none, inverted", marks=pytest.mark.slow),
+    pytest.param(["+aug.saturation_factor=8"], "view 'none' takes no setting aug.saturation_factor", marks=pytest.mark.slow),
+    pytest.param(["model=seed_flux_cnn", "data.image_size=[128,128]"], "needs at least 133x133", marks=pytest.mark.slow),
+    pytest.param(["data.batch_size=0"], "data.batch_size=0", marks=pytest.mark.slow),
+    pytest.param(["data.resize=squash"], "valid: resize, center_crop", marks=pytest.mark.slow),
+    pytest.param(["augment=flip", "augment.hflip=2"], "augment.hflip is a probability", marks=pytest.mark.slow),
+    pytest.param(["test_ckpt=first"], "valid: best, last", marks=pytest.mark.slow),
+    pytest.param(["model.optimizer.lr=abc"], "model.optimizer", marks=pytest.mark.slow),
+    pytest.param(["+model.net.widht=3"], "unexpected keyword argument 'widht'", marks=pytest.mark.slow),
+    pytest.param(["model=seed_flux_cnn"], "too small for SeedFluxCNN", marks=pytest.mark.slow),  # CIFAKE's native 32x32, read from headers
 ])
 def test_bad_settings_are_one_message_before_any_data_work(tmp_path, kaggle_dir, args, expected):
     err = run_fails(tmp_path, *common(tmp_path, kaggle_dir), *args)
@@ -108,6 +111,7 @@ def test_bad_settings_are_one_message_before_any_data_work(tmp_path, kaggle_dir,
     assert not list((tmp_path / "data").rglob("*.pt"))  # failed before decoding anything
 
 
+@pytest.mark.slow
 def test_missing_data_folders_say_how_to_get_them(tmp_path):
     err = run_fails(tmp_path, "data=flux_built", f"data.root={tmp_path / 'nowhere'}")
     assert "data.root=" in err and "aidetect flux build" in err
@@ -119,12 +123,14 @@ def test_missing_data_folders_say_how_to_get_them(tmp_path):
     assert "aug/inverse" in err and "Available options" in err
 
 
+@pytest.mark.slow
 def test_too_small_native_images_are_refused_with_the_fix(tmp_path):
     src = make_kaggle_layout(tmp_path / "small", 10, 2, size=(32, 32))
     err = run_fails(tmp_path, "data=folder", f"data.root={src}", f"data.data_dir={tmp_path / 'd'}")
     assert "data.image_size=[133,133]" in err
 
 
+@pytest.mark.slow
 def test_train_writes_run_dir_then_eval_uses_checkpoint_view(tmp_path, kaggle_zip):
     run = tmp_path / "run"
     r = run_script("train.py", *common(tmp_path, kaggle_zip), "aug=inverted_saturated", "aug.saturation_factor=7",
@@ -166,6 +172,7 @@ def tensorboard_events(folder: Path):
         yield from EventFileLoader(str(f)).Load()
 
 
+@pytest.mark.slow
 def test_tensorboard_has_scalars_view_grid_and_the_runs_settings(tmp_path, kaggle_dir):
     from tensorboard.plugins.hparams import plugin_data_pb2
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["aug=inverted_saturated", "trainer.max_epochs=1",
@@ -190,12 +197,14 @@ def test_tensorboard_has_scalars_view_grid_and_the_runs_settings(tmp_path, kaggl
     assert hparams["lr"] == 0.001 and hparams["optimizer"] == "Adam"
 
 
+@pytest.mark.slow
 def test_views_without_a_factor_log_none(tmp_path, kaggle_dir):
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["aug=none", "debug=fdr", f"output_dir={tmp_path / 'run'}"])
     m = train(cfg)
     assert m["view"] == {"name": "none"}
 
 
+@pytest.mark.slow
 def test_multirun_sweep_over_two_factors(tmp_path, kaggle_zip):
     sweep = tmp_path / "sweep"
     r = run_script("train.py", "-m", *common(tmp_path, kaggle_zip), "aug=saturated",
@@ -207,6 +216,7 @@ def test_multirun_sweep_over_two_factors(tmp_path, kaggle_zip):
     assert "saturation_factor" in (sweep / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_augment_applies_to_training_batches_only(tmp_path, kaggle_dir):
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["augment=standard", "trainer.max_epochs=1",
                                                         f"output_dir={tmp_path / 'run'}"])
@@ -221,6 +231,7 @@ def test_augment_applies_to_training_batches_only(tmp_path, kaggle_dir):
     assert not torch.equal(det.augment(x), x)
 
 
+@pytest.mark.slow
 def test_cutmix_runs_end_to_end_and_loads_back(tmp_path, kaggle_dir):
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["augment=cutmix", "augment.cutmix=1.0", "trainer.max_epochs=1",
                                                         "logger=none", f"output_dir={tmp_path / 'run'}"])
@@ -231,6 +242,7 @@ def test_cutmix_runs_end_to_end_and_loads_back(tmp_path, kaggle_dir):
     assert det.augment.cutmix == 1.0 and det.hparams.augment["cutmix"] == 1.0
 
 
+@pytest.mark.slow
 def test_optimizer_and_schedule_are_yaml_only(tmp_path, kaggle_dir):
     """A new optimizer or schedule needs no code: Hydra _partial_ specs in the model config."""
     cfg = compose_train(common(tmp_path, kaggle_dir) + [
@@ -245,6 +257,7 @@ def test_optimizer_and_schedule_are_yaml_only(tmp_path, kaggle_dir):
     assert ck["lr_schedulers"][0]["last_epoch"] == 2
 
 
+@pytest.mark.slow
 def test_a_rerun_sweep_skips_finished_jobs(tmp_path, kaggle_zip):
     sweep = tmp_path / "sweep"
     args = ["-m", *common(tmp_path, kaggle_zip), "aug=saturated", "aug.saturation_factor=2,8", "trainer.max_epochs=1",
@@ -268,6 +281,7 @@ def _plain_checkpoint(ck: dict, path):
     return path
 
 
+@pytest.mark.slow
 def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
     cfg = compose_train(common(tmp_path, kaggle_dir) + ["model=small_resnet", "model.net.width=8", "callbacks=ema",
                                                         "callbacks.ema.update_starting_at_step=1", "trainer.max_epochs=2",
@@ -290,6 +304,7 @@ def test_ema_of_weights_is_what_the_checkpoint_holds(tmp_path, kaggle_dir):
         load_detector(_plain_checkpoint(ck, tmp_path / "plain.ckpt"), weights="raw")
 
 
+@pytest.mark.slow
 def test_ema_before_its_first_update_leaves_the_trained_weights(tmp_path, kaggle_dir, caplog):
     """Lightning's EMA swaps in its average, built from the initial weights, even before its first
     update: the epochs before it were validated as the untrained network, and a run too short to
@@ -315,6 +330,7 @@ def test_ema_before_its_first_update_leaves_the_trained_weights(tmp_path, kaggle
     assert all(torch.equal(a[k], b[k]) for k in a)  # the trained network, not the initial one
 
 
+@pytest.mark.slow
 def test_epochs_without_validation_record_none_not_the_last_validation(tmp_path, kaggle_dir):
     m = train(compose_train(common(tmp_path, kaggle_dir) + [
         "model=small_resnet", "model.net.width=8", "trainer.max_epochs=3", "+trainer.check_val_every_n_epoch=2",
@@ -324,6 +340,7 @@ def test_epochs_without_validation_record_none_not_the_last_validation(tmp_path,
     assert not any(k.startswith("val/") for k in m["epochs"][2])
 
 
+@pytest.mark.slow
 def test_optuna_search_selects_on_validation_and_a_rerun_resumes_it(tmp_path, kaggle_dir):
     import os
     if os.environ.get("CI") != "true":
@@ -363,6 +380,7 @@ def test_optuna_search_selects_on_validation_and_a_rerun_resumes_it(tmp_path, ka
     assert yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"] == pytest.approx(best)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, kaggle_dir):
     first = compose_train(common(tmp_path, kaggle_dir) + ["trainer.max_epochs=1", f"output_dir={tmp_path / 'a'}"])
     train(first)
@@ -389,6 +407,7 @@ def test_slurm_launcher_config_composes():
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_a_sweep_in_parallel_processes_and_aggregates(tmp_path, kaggle_zip):
     sweep = tmp_path / "sweep"
     r = run_script("train.py", "-m", *common(tmp_path, kaggle_zip), "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -401,6 +420,7 @@ def test_joblib_launcher_runs_a_sweep_in_parallel_processes_and_aggregates(tmp_p
     assert "| none |" in results and "| grayscale |" in results
 
 
+@pytest.mark.slow
 def test_speed_settings_compile_and_threads_keep_the_job_and_its_checkpoint(tmp_path, kaggle_dir):
     """compile (here with the cheap `eager` backend: inductor takes minutes on 2 cores, so the real
     compiler is measured in benchmarks/epoch_speed.py, not here) and threads change how fast a job
@@ -517,6 +537,7 @@ def test_scoring_after_training_runs_in_true_float32():
 
 
 
+@pytest.mark.slow
 def test_the_end_of_a_run_imports_nothing_new(tmp_path, kaggle_dir):
     """Test, calibration and reports use only modules loaded before training: the source can be edited
     during a long run (it happened: every job of a faces sweep trained, then failed at calibration with

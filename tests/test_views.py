@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 from torchvision.transforms import functional as TF
@@ -74,6 +76,11 @@ def test_a_setting_the_view_does_not_take_is_named():
 
 def real_images(n=16) -> torch.Tensor:
     """CIFAKE test images (half REAL, half FAKE) when ../shared/data is there, else generated ones."""
+    return _real_images(n).clone()
+
+
+@functools.cache  # the archive lists 120,000 files: read them once per session, not once per test
+def _real_images(n: int) -> torch.Tensor:
     import io
     import zipfile
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from conftest import ROOT
 
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
@@ -55,6 +56,7 @@ def checkpoint(tmp_path_factory):
     return next((tmp / "run/checkpoints").glob("best_*.ckpt"))
 
 
+@pytest.mark.slow  # trains a detector and drives a browser
 def test_page_score_equals_predict_in_headless_chromium(checkpoint, tmp_path):
     if not (CHROMIUM and DRIVER):
         if os.environ.get("CI") == "true":
@@ -102,3 +104,26 @@ def test_page_score_equals_predict_in_headless_chromium(checkpoint, tmp_path):
     row = next(csv.DictReader(open(tmp_path / "p.csv")))
     assert name == image.name and label == row["label"]
     assert abs(float(p_page) - float(row["p_fake"])) <= 1e-6
+
+
+def test_page_builds_and_its_panels_show_input_view_and_heat_map(tmp_path):
+    """The page's parts without a browser (the fast tier): the app builds, and each image gets its
+    input at the model's size, its view and a Grad-CAM map, all the same size."""
+    pytest.importorskip("gradio")
+    pytest.importorskip("captum")
+    import torch
+
+    from aidetect.module import Detector
+    from aidetect.web import build_app, heat_map, panels
+
+    torch.manual_seed(0)
+    model = Detector(net={"_target_": "aidetect.models.SeedCifakeCNN"}, view={"name": "inverted_saturated",
+                     "saturation_factor": 8.0}, input_size=[32, 32]).eval()
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(image)
+    shown = panels(model, str(image))
+    assert [c for _, c in shown][0] == "input at the model's size" and shown[-1][1].startswith("Grad-CAM")
+    assert len({im.size for im, _ in shown}) == 1 and shown[0][0].size == (256, 256)  # 32 px shown 8x
+    cam = heat_map(model, torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8))
+    assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1
+    assert build_app(model, "test detector") is not None

@@ -172,7 +172,7 @@ def every_mode(tmp_path):
     stored.save(d / "sub" / "rotated.jpg", exif=exif, quality=100)
     png_claiming_size(d / "bomb.png", 20000, 20000)
     (d / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    (d / "notes.txt").write_text("not an image: not listed from a folder")
+    (d / "notes.txt").write_text("not an image: listed as skipped, with its reason")
     return d
 
 
@@ -189,7 +189,7 @@ def test_every_input_mode_decodes_to_the_right_pixels(every_mode):
     arr, size, _ = px("sub/rotated.jpg")
     assert size == (40, 30)  # upright again: 40 wide, 30 high
     assert arr[:, 2, 2].min() > 200 and arr[:, 27, 37].max() < 50  # white square back at the top left
-    assert "too large" in px("bomb.png")[2]
+    assert "decompression bomb" in px("bomb.png")[2]
     assert px("broken.jpg")[0] is None
 
 
@@ -200,15 +200,16 @@ def test_predict_cli_scores_a_folder_streams_rows_and_skips_bad_files(trained, e
     assert r.returncode == 0, r.stderr
     rows = {p.split("/")[-1]: row for row in csv.DictReader(open(out)) for p in [row["path"]]}
     assert set(rows) == {"gray.png", "rgba.png", "palette.png", "cmyk.jpg", "sixteen.png", "rotated.jpg",
-                         "bomb.png", "broken.jpg"}  # notes.txt is not an image
+                         "bomb.png", "broken.jpg", "notes.txt"}  # every file of the folder, recognised by content
     assert rows["bomb.png"]["skipped"] and rows["broken.jpg"]["skipped"] and not rows["bomb.png"]["p_fake"]
+    assert rows["notes.txt"]["skipped"].startswith("not an image (starts with")
     model = load_detector(trained["ckpt"])
     for name in ("gray.png", "rgba.png", "rotated.jpg"):
         row = rows[name]
         p = model.predict_proba([Image.open(row["path"])]).item()
         assert float(row["p_fake"]) == pytest.approx(p, abs=1e-6)
         assert row["label"] == ("FAKE" if p >= model.hparams.threshold else "REAL")
-    assert "2 skipped" in r.stderr
+    assert "3 skipped" in r.stderr
     # The terminal table, a JSON-lines file, a glob, a threshold override.
     r = aidetect("predict", "--ckpt", trained["ckpt"], str(every_mode / "*.png"), "--threshold", "0")
     labels = [line.split()[1] for line in r.stdout.splitlines()[1:]]
@@ -329,7 +330,7 @@ def test_views_cli_renders_any_image_with_a_training_view_or_a_checkpoint(traine
 def test_the_default_detector_ships_small_calibrated_and_predicts_without_a_checkpoint(every_mode):
     from aidetect.predict import default_checkpoint
 
-    path = default_checkpoint()
+    path = default_checkpoint("cifake")  # the CIFAKE detector, still shipped by name (--ckpt cifake)
     assert path.is_file() and path.stat().st_size <= 2_000_000
     model = load_detector(path)
     assert model.hparams.temperature != 1.0 and model.hparams.threshold != 0.5  # fitted on validation

@@ -43,3 +43,21 @@ def test_shipped_weights_give_the_recorded_scores_in_a_fresh_process(golden):
     for r, p in zip(rec["rows"], got["p"]):
         assert p == pytest.approx(r["p_fake"], abs=1e-4), r["path"]
     assert len({r["label"] for r in rec["rows"]}) == 2
+
+
+def test_model_card_numbers_are_the_training_runs_own():
+    """Every number in the model card's 'Measured' table is in the breakdown.md the training run wrote
+    (copied whole to docs/results/modern_detector_breakdown.md): no hand-typed result."""
+    import re
+
+    card = (ROOT / "src/aidetect/weights/README.md").read_text()
+    written = (ROOT / "docs/results/modern_detector_breakdown.md").read_text()
+    table = card.split("### Measured", 1)[1].split("Per content", 1)[0]
+    rows = [ln for ln in table.splitlines() if ln.startswith("| as published") or ln.startswith("| format-neutral")]
+    assert len(rows) == 2
+    published, neutral = written.split("### format-neutral", 1)
+    for row, part in zip(rows, (published, neutral)):
+        nums = re.findall(r"\b0\.\d{3}\b", row.split("|", 2)[2])
+        assert len(nums) >= 9
+        for n in nums:
+            assert n in part, f"{n} of the card's row {row[:30]!r} is not in the run's breakdown.md"

@@ -15,6 +15,13 @@ Besides trainer.test's figures (accuracy at 0.5 on the raw logit, comparable acr
 README's tables), it writes predictions.csv (one row per image, the same P(FAKE) as
 ``aidetect predict``), accuracy at the checkpoint's threshold, ECE and reliability.png,
 and with ``robustness=standard`` the corruption grid (robustness.csv/.md/.png).
+
+``format_neutral=true`` also scores test copies where both classes are processed alike
+(short side 512, then JPEG q90: ``data.images.format_neutral``; or
+``format_neutral='{short_side:384,quality:90}'``), beside the files as published: metrics.json
+gets a ``format_neutral`` block with both scores on the same images and their difference, and
+predictions_format_neutral.csv the per-image scores. A detector that loses much there was
+reading file format, size or compression, not the generator.
 """
 
 import logging
@@ -47,6 +54,8 @@ def carved_from(trained_data: dict, data_cfg) -> bool:
     if source is None or source != _source(data_cfg):
         return False
     probe = build_datamodule(data_cfg)
+    if not hasattr(probe, "layout"):  # a manifest pool (data=modern): setup("test") is its grouped held-out test split
+        return False
     probe.prepare_data()
     return "all" in probe.layout()
 
@@ -120,6 +129,19 @@ def evaluate(cfg: DictConfig) -> dict:
         paths = [datamodule.root / n for n in test.names]
         robustness = run_grid(model, paths, test.labels, cfg.robustness.corruptions, out, threshold,
                               title=f"{datamodule.name}")
+    neutral = None
+    if cfg.get("format_neutral"):  # true, or {short_side: 512, quality: 90}
+        from omegaconf import OmegaConf
+
+        from aidetect.robustness import format_neutral_scores
+
+        opts = cfg.format_neutral if OmegaConf.is_dict(cfg.format_neutral) else {}
+        unknown = set(opts) - {"short_side", "quality"}
+        if unknown:
+            raise ConfigError(f"format_neutral.{sorted(unknown)[0]}: valid keys are short_side and quality")
+        neutral = format_neutral_scores(model, [datamodule.root / n for n in test.names], test.labels, threshold,
+                                        published=probs, out=out, names=test.names,
+                                        **{k: int(v) for k, v in opts.items()})
     saved = model.run_config or {}
     metrics = {
         "schema_version": SCHEMA_VERSION,
@@ -127,6 +149,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "threshold": threshold,
         "temperature": model.hparams.temperature,
         "robustness": robustness,
+        "format_neutral": neutral,
         "checkpoint": str(cfg.ckpt_path),
         "weights": cfg.get("weights", "average"),
         "tta": model.tta,

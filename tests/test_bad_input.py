@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from aidetect.config import ConfigError
@@ -19,12 +20,14 @@ from aidetect.train import build_datamodule, train
 from conftest import ROOT, compose_train, make_image
 from test_predict import png_claiming_size
 
-SKIPPED = {  # name -> a word the reason must contain
-    "truncated.jpg": "", "zero.jpg": "", "text.jpg": "", "bomb.png": "", "tiny.png": "minimum side",
-    "outside.jpg": "symlink", ".hidden.jpg": "hidden", "folder.jpg": "folder",
+SKIPPED = {  # name -> words the reason must contain (short and clear: no exception repr)
+    "truncated.jpg": "truncated JPEG", "zero.jpg": "empty file (0 bytes)",
+    "text.jpg": "not an image (starts with b'this is ')", "bomb.png": "decompression bomb",
+    "tiny.png": "minimum side", "outside.jpg": "symlink", ".hidden.jpg": "hidden", "folder.jpg": "folder",
+    "notes.txt": "not an image (starts with b'shot on ')",
 }
 USED = ["png inside.jpg", "gray.png", "rgba.png", "palette.png", "cmyk.jpg", "sixteen.png", "rotated.jpg",
-        "ünïcödé name.jpg"]
+        "ünïcödé name.jpg", "anim.gif", "IMG_0002"]  # files are recognised by content, not by extension
 
 
 def make_corpus(folder, outside):
@@ -59,6 +62,9 @@ def make_corpus(folder, outside):
     exif[0x0112] = 6
     upright.transpose(Image.Transpose.ROTATE_90).save(folder / "rotated.jpg", exif=exif, quality=100)
     good.save(folder / "ünïcödé name.jpg", quality=90)
+    Image.new("RGB", (40, 40), (30, 60, 90)).save(folder / "anim.gif")
+    Image.new("RGB", (40, 40), (200, 100, 50)).save(folder / "IMG_0002", "JPEG", quality=95)  # no extension
+    (folder / "notes.txt").write_text("shot on a phone, uploaded as is")
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +92,8 @@ def test_training_skips_and_lists_every_bad_file_and_uses_the_odd_ones(dataset, 
     rows = skipped_rows(tmp_path / "run/skipped.csv")
     assert set(rows) == set(SKIPPED)
     for name, word in SKIPPED.items():
-        assert word in rows[name] and rows[name], name
+        assert word in rows[name] and rows[name], (name, rows[name])
+        assert "0x" not in rows[name] and "Error" not in rows[name], rows[name]
     assert m["data"]["skipped_unreadable"] == len(SKIPPED)
     total = sum(m["data"][k] for k in ("train", "val", "test"))
     assert total == 48 + len(USED)  # every odd-but-valid file was used
@@ -102,6 +109,8 @@ def test_used_files_have_the_right_pixels(dataset, tmp_path):
     assert (px["gray.png"] == 77).all() and (px["sixteen.png"] == 200).all()
     assert (px["rgba.png"] == 255).all()  # transparent pixels composited on white
     assert px["palette.png"][:, 5, 5].tolist() == [10, 200, 30] and (px["cmyk.jpg"] >= 250).all()
+    assert px["anim.gif"][:, 5, 5].tolist() == [30, 60, 90]
+    assert (px["IMG_0002"][:, 5, 5].int() - torch.tensor([200, 100, 50])).abs().max() <= 3
     rot = px["rotated.jpg"]  # stored rotated (20 wide, 40 high); upright, the white square is top left
     assert rot[:, 3, 3].min() > 200 and rot[:, 35, 35].max() < 50 and rot[:, 3, 35].max() < 50
 
@@ -151,7 +160,8 @@ def test_eval_predict_audit_and_flux_build_report_the_same_skips(dataset, tmp_pa
     r = cli("audit", dataset, "--out", tmp_path / "audit.json")
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "audit.json").read_text())
-    assert {os.path.basename(p) for p in report["unreadable"]} >= {"truncated.jpg", "zero.jpg", "text.jpg", "bomb.png"}
+    assert {os.path.basename(p) for p in report["unreadable"]} >= {"truncated.jpg", "zero.jpg", "text.jpg", "bomb.png",
+                                                                   "notes.txt"}
 
     from aidetect.flux.build import build
 
@@ -161,8 +171,10 @@ def test_eval_predict_audit_and_flux_build_report_the_same_skips(dataset, tmp_pa
         make_image(real / f"r{i}.jpg", 0, np.random.default_rng(i), (40, 40))
     summary = build(dataset / "FAKE", real, tmp_path / "built", image_size=(32, 32))
     text = json.dumps(summary)
-    for name in ("truncated.jpg", "zero.jpg", "text.jpg", "bomb.png"):
+    for name in ("truncated.jpg", "zero.jpg", "text.jpg", "bomb.png", "notes.txt"):
         assert name in text, name
+    built = sum(c["FAKE"] for c in summary["counts"].values())
+    assert built == 24 + len(USED)  # the GIF and the extensionless JPEG are in the built set
 
 
 def test_broken_and_looping_symlinks_are_skipped_not_fatal(tmp_path):

@@ -67,6 +67,21 @@ def render_grid(rows: list[tuple[str, torch.Tensor]], labels, min_tile: int = 96
     return canvas
 
 
+def open_images(paths) -> list[Image.Image]:
+    """Named image files through the one decode path; a file that is no usable image is a
+    clear ConfigError naming it and why."""
+    from aidetect.config import ConfigError
+    from aidetect.data.images import BadImage, open_image
+
+    out = []
+    for p in paths:
+        try:
+            out.append(open_image(p))
+        except BadImage as e:
+            raise ConfigError(f"cannot use image {p}: {e.reason}") from None
+    return out
+
+
 def views_figure(folder: Path, out: Path, views=None, n: int = 4, size: int = 128) -> Image.Image:
     """n REAL and n FAKE images from folder/{REAL,FAKE}: the original, then one row per view."""
     from aidetect.data.images import list_class_folder, prepare_images
@@ -77,9 +92,10 @@ def views_figure(folder: Path, out: Path, views=None, n: int = 4, size: int = 12
                  for f in ((8, 500) if "saturation_factor" in view_params(v) else (None,))]
     items = list_class_folder(Path(folder))
     picks = [(p, c) for c in (0, 1) for p in [p for p, lab in items if lab == c][:n]]
-    imgs = [prepare_images(Image.open(p), None, "resize")[0] for p, _ in picks]
+    pil = open_images([p for p, _ in picks])
+    imgs = [prepare_images(im, None, "resize")[0] for im in pil]
     if len({im.shape for im in imgs}) > 1 or max(imgs[0].shape[-2:]) > size:  # unify, for a readable figure
-        imgs = [prepare_images(Image.open(p), (size, size), "center_crop")[0] for p, _ in picks]
+        imgs = [prepare_images(im, (size, size), "center_crop")[0] for im in pil]
     x = torch.stack(imgs).float() / 255  # the view at the image's own resolution, as the model sees it
     rows = [("RGB", x)] + [panel for v in views for panel in view_panels(v, x)]
     grid = render_grid(rows, [c for _, c in picks])
@@ -92,7 +108,7 @@ def image_views_figure(paths, out: Path, views=None, model=None, size: int = 256
     view at its input size and resize policy, exactly what the network sees, and P(FAKE)."""
     from aidetect.data.images import prepare_images
 
-    pil = [Image.open(p) for p in paths]
+    pil = open_images(paths)
     if model is not None:
         x8 = model.prepare(pil)
         views = [model.view] + list(views or [])

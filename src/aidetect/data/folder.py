@@ -48,7 +48,7 @@ from aidetect.io import torch_save
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: one decode path (issue 31): files by content, skip reasons reworded
 VAL_NAMES = ("val", "validation")
 SEED_OFFSETS = {"val": 0, "subsample": 1, "eval_order": 2, "test": 3}
 
@@ -416,7 +416,7 @@ class FolderDataModule(L.LightningDataModule):
         """The size training will use, known before decoding: data.image_size, else the native
         size read from a few image headers per class and split (EXIF rotation counted); None
         when they differ (the network's default size will be used) or cannot be read."""
-        from PIL import Image
+        from aidetect.data.images import BadImage, probe_image
 
         if self.image_size is not None:
             return tuple(self.image_size)
@@ -425,13 +425,10 @@ class FolderDataModule(L.LightningDataModule):
             for label in (0, 1):
                 for p in [p for p, lab in items if lab == label][:per_class]:
                     try:
-                        with Image.open(p) as im:
-                            w, h = im.size
-                            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees
-                                w, h = h, w
-                        sizes.add((h, w))
-                    except Exception:  # unreadable: decoding will skip and report it
+                        h = probe_image(p)  # the header only; EXIF rotation counted
+                    except BadImage:  # unreadable: decoding will skip and report it
                         continue
+                    sizes.add((h["height"], h["width"]))
         return sizes.pop() if len(sizes) == 1 else None
 
     @property

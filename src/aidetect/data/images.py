@@ -1,8 +1,11 @@
 """Image files -> uint8 tensors: one decoding path for training data and for inference.
 
-The dataset cache (decoded once, in parallel) and ``Detector.predict_proba`` both call
-``to_rgb`` and ``fit_image`` here, so an image scored at inference is bit-identical to the
-same file seen in training.
+``open_image`` is the one function that decodes an image file in this package (training,
+eval, predict, web, robustness, grids, audit, the FLUX pipeline; ``probe_image`` reads a
+header only). Files are recognised by content, and a file that cannot be used raises
+``BadImage`` with a short reason. The dataset cache (decoded once, in parallel) and
+``Detector.predict_proba`` both call ``to_rgb`` and ``fit_image`` here, so an image scored at
+inference is bit-identical to the same file seen in training.
 """
 
 import hashlib
@@ -10,6 +13,7 @@ import io
 import logging
 import os
 import re
+import struct
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -22,7 +26,8 @@ from aidetect.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # usual names; files are
+# recognised by content (``sniff_format``), so an image under any name is used
 RESIZE_POLICIES = ("resize", "center_crop")
 
 
@@ -33,8 +38,10 @@ class MixedSizes(ConfigError):
 MIN_SIDE = 8  # pixels: smaller images carry no usable detail (data.min_side)
 
 
-def listing_problem(p: Path, root: Path) -> str | None:
-    """Why a file with an image extension is not used, or None."""
+def listing_problem(p: Path, root: Path, content: bool = True) -> str | None:
+    """Why a file in an image folder is not used, or None. Files are recognised by content,
+    not by extension (``content``: the first bytes are read; an empty file or one that is no
+    image format we decode gets its reason here, before decoding)."""
     if p.name.startswith("."):
         return "hidden file (name starts with a dot)"
     if p.is_symlink():
@@ -45,14 +52,27 @@ def listing_problem(p: Path, root: Path) -> str | None:
         if not target.is_relative_to(root.resolve()):
             return f"symlink pointing outside the data folder (to {target})"
     if p.is_dir():
-        return "a folder named like an image"
+        return "a folder (sub-folders are not searched)"
+    if not p.is_file():
+        return "not a regular file (a pipe, socket or device)"
+    if content:
+        try:
+            with open(p, "rb") as f:
+                head = f.read(512)
+        except OSError as e:
+            return f"cannot read the file: {e.strerror or type(e).__name__}"
+        if not head:
+            return "empty file (0 bytes)"
+        if sniff_format(head) is None:
+            return _not_an_image(head)
     return None
 
 
 def list_class_folder(folder: Path, skipped: list | None = None, root: Path | None = None) -> list[tuple[Path, int]]:
     """Image files under folder/REAL and folder/FAKE, labelled by name (never by sort order).
-    Hidden files, folders named like images and symlinks leaving ``root`` (the dataset folder)
-    are not used: each is appended to ``skipped`` as (path, reason)."""
+    Every entry is considered and images are recognised by content (a GIF, an extensionless
+    JPEG); hidden files, sub-folders, files that are not images and symlinks leaving ``root``
+    (the dataset folder) are not used: each is appended to ``skipped`` as (path, reason)."""
     items = []
     root = Path(root or folder)
     for cls in LABELS:
@@ -62,15 +82,13 @@ def list_class_folder(folder: Path, skipped: list | None = None, root: Path | No
         d = folder / cls
         found = []
         for p in sorted(d.iterdir()):
-            if p.suffix.lower() not in IMAGE_EXTS:
-                continue
             problem = listing_problem(p, root)
             if problem is None:
                 found.append((p, label))
             elif skipped is not None:
                 skipped.append((str(p), problem))
         if not found:
-            raise ConfigError(f"class folder {d} holds no images ({', '.join(sorted(IMAGE_EXTS))}): add "
+            raise ConfigError(f"class folder {d} holds no images (JPEG, PNG, WebP, GIF, BMP or TIFF files): add "
                               f"images to it, or point data.root at a folder where both classes have some")
         items += found
     return items
@@ -116,8 +134,9 @@ MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # PIL's own hard limit (about 179M pixe
 
 _MAGIC = (  # (prefix, offset, PIL format): files are recognised by content, not by name
     (b"\xff\xd8\xff", 0, "JPEG"), (b"\x89PNG\r\n\x1a\n", 0, "PNG"), (b"GIF87a", 0, "GIF"), (b"GIF89a", 0, "GIF"),
-    (b"BM", 0, "BMP"), (b"II*\x00", 0, "TIFF"), (b"MM\x00*", 0, "TIFF"),
+    (b"II*\x00", 0, "TIFF"), (b"MM\x00*", 0, "TIFF"),
 )
+_BMP_HEADERS = {12, 16, 40, 52, 56, 64, 108, 124}  # DIB header sizes: "BM" alone is too common a start
 _NOT_SUPPORTED = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
                   b"avif": "AVIF", b"avis": "AVIF"}
 
@@ -131,10 +150,12 @@ class BadImage(ValueError):
 
 
 def sniff_format(head: bytes) -> str | None:
-    """The PIL format name of an image file from its first 12+ bytes (JPEG, PNG, WEBP, GIF,
+    """The PIL format name of an image file from its first 18+ bytes (JPEG, PNG, WEBP, GIF,
     BMP, TIFF), or None if it is none of them."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADERS:
+        return "BMP"
     for magic, at, fmt in _MAGIC:
         if head[at:at + len(magic)] == magic:
             return fmt
@@ -172,7 +193,7 @@ def _header(raw: bytes, max_pixels: int | None):
     """(lazy PIL image, format) for the bytes, or BadImage: content sniffed, size checked."""
     if not raw:
         raise BadImage("empty file (0 bytes)")
-    fmt = sniff_format(raw[:16])
+    fmt = sniff_format(raw[:32])
     if fmt is None:
         raise BadImage(_not_an_image(raw))
     if fmt == "WEBP" and len(raw) < int.from_bytes(raw[4:8], "little") + 8:
@@ -184,7 +205,7 @@ def _header(raw: bytes, max_pixels: int | None):
         raise BadImage(f"decompression bomb: {int(n.group(1)) / 1e6:.0f}M pixels exceeds the "
                        f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f}M-pixel limit" if n else f"decompression bomb: {_message(e)}") from None
     except Exception as e:
-        if len(raw) < 64:
+        if len(raw) < 64 or "truncated" in str(e).lower() or isinstance(e, (EOFError, struct.error)):
             raise BadImage(f"truncated {fmt} ({len(raw)} bytes: the file ends inside its header)") from None
         raise BadImage(f"corrupt {fmt} header ({_message(e)})") from None
     w, h = im.size
@@ -216,7 +237,7 @@ def probe_image(source: Path | str | bytes, *, max_pixels: int | None = MAX_PIXE
 
 
 def open_image(source: Path | str | bytes, *, min_side: int = MIN_SIDE, max_pixels: int | None = MAX_PIXELS,
-               info: dict | None = None) -> Image.Image:
+               info: dict | None = None, as_stored: bool = False) -> Image.Image:
     """The one decode path: a file (path or its bytes) -> fully decoded, upright 8-bit RGB.
 
     Recognised by content (JPEG, PNG, WebP lossy and lossless, GIF, BMP, TIFF), whatever its
@@ -229,10 +250,15 @@ def open_image(source: Path | str | bytes, *, min_side: int = MIN_SIDE, max_pixe
 
     ``info``, if given, is filled with the file as stored: format, mode, width, height
     (before rotation), bytes, exif (bool), frames, and JPEG quantization tables.
+
+    ``as_stored=True``: the same checks and the same full decode, but the pixels as the file
+    stores them (its mode, no EXIF rotation, alpha kept), for tools that hash or cut stored
+    pixels (data/pool.py's tiles); everything that scores or trains uses the RGB default.
     """
     raw = _read(source)
     im, fmt = _header(raw, max_pixels)
-    with im:
+    keep = False
+    try:
         w, h = im.size
         if min_side and min(w, h) < min_side:
             raise BadImage(f"{w}x{h} is smaller than the minimum side of {min_side} px")
@@ -247,17 +273,23 @@ def open_image(source: Path | str | bytes, *, min_side: int = MIN_SIDE, max_pixe
             im.load()
         except Image.DecompressionBombError as e:
             raise BadImage(f"decompression bomb: {_message(e)}") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
+        except Exception as e:  # PIL's plugins raise many kinds (OSError, SyntaxError, struct.error...)
             msg = _message(e)
             if "truncated" in msg.lower() or isinstance(e, EOFError) or "broken data stream" in msg:
                 raise BadImage(f"truncated {fmt} (the file ends before its image data, after {len(raw)} bytes)") from None
             if "decompressed data too large" in msg.lower():
                 raise BadImage(f"decompression bomb: a {fmt} chunk decompresses too large") from None
             raise BadImage(f"corrupt {fmt} ({msg})") from None
+        if as_stored:
+            keep = True  # decoded in full; closing it would drop its pixels
+            return im
         try:
             return to_rgb(im)
         except Exception as e:
             raise BadImage(f"cannot convert {fmt} ({im.mode}) to RGB: {_message(e)}") from None
+    finally:
+        if not keep:
+            im.close()
 
 
 def try_open_image(source, **kw) -> tuple[Image.Image | None, str | None]:
@@ -268,11 +300,9 @@ def try_open_image(source, **kw) -> tuple[Image.Image | None, str | None]:
         return None, e.reason
 
 
-def format_neutral(img: Image.Image, short_side: int = 512, quality: int = 90) -> Image.Image:
-    """A copy processed alike whatever the class's source format: short side brought to
-    ``short_side`` (bicubic, aspect kept), then JPEG at ``quality`` (4:2:0, no metadata) and
-    decoded back through ``open_image``. Evaluating on such copies removes format, size and
-    compression shortcuts (issue 31)."""
+def format_neutral_jpeg(img: Image.Image, short_side: int = 512, quality: int = 90) -> bytes:
+    """The JPEG file ``format_neutral`` decodes: the short side brought to ``short_side``
+    (bicubic, aspect kept), then JPEG at ``quality`` (4:2:0, no EXIF, no ICC profile)."""
     img = to_rgb(img)
     scale = short_side / min(img.size)
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
@@ -280,7 +310,15 @@ def format_neutral(img: Image.Image, short_side: int = 512, quality: int = 90) -
         img = img.resize(size, Image.BICUBIC)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=int(quality), subsampling="4:2:0")
-    return open_image(buf.getvalue(), min_side=0)
+    return buf.getvalue()
+
+
+def format_neutral(img: Image.Image, short_side: int = 512, quality: int = 90) -> Image.Image:
+    """A copy processed alike whatever the class's source format: short side brought to
+    ``short_side`` (bicubic, aspect kept), then JPEG at ``quality`` (4:2:0, no metadata) and
+    decoded back through ``open_image``. Evaluating on such copies removes format, size and
+    compression shortcuts (issue 31); aspect ratio is kept, so it is not removed."""
+    return open_image(format_neutral_jpeg(img, short_side, quality), min_side=0)
 
 
 def _array(img: Image.Image) -> np.ndarray:
@@ -311,14 +349,13 @@ def prepare_images(images, size, policy: str) -> torch.Tensor:
 def _decode(job):
     path, size, policy, min_side = job
     try:
-        raw = Path(path).read_bytes()
+        raw = _read(path)
         md5 = hashlib.md5(raw).hexdigest()
-        with Image.open(io.BytesIO(raw)) as im:
-            if min(im.size) < min_side:
-                return None, None, f"{im.width}x{im.height} is smaller than the minimum side of {min_side} px (data.min_side)"
-            return _array(fit_image(to_rgb(im), size, policy)), md5, None
-    except Exception as e:  # corrupt or unreadable: reported and counted by the caller
-        return None, None, f"{type(e).__name__}: {e}"
+        return _array(fit_image(open_image(raw, min_side=min_side), size, policy)), md5, None
+    except BadImage as e:  # reported and counted by the caller
+        return None, None, e.reason + (" (data.min_side)" if "minimum side" in e.reason else "")
+    except Exception as e:  # a decoder fault open_image did not foresee: still a skip, never a crash
+        return None, None, f"cannot decode ({type(e).__name__}: {_message(e)})"
 
 
 def iter_decode(paths, size=None, policy="resize", workers=None, min_side=MIN_SIDE):

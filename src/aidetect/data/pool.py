@@ -335,11 +335,11 @@ def parse_box(s: str) -> tuple[int, int, int, int]:
 
 
 def open_image(data: bytes):
-    from PIL import Image
+    """The project's one decode path (``aidetect.data.images.open_image``), pixels as stored (mode
+    kept, no EXIF rotation): the tiles' pixel hashes are of the stored pixels."""
+    from aidetect.data.images import open_image as decode
 
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img
+    return decode(data, min_side=0, as_stored=True)
 
 
 # ----------------------------------------------------------------------------------------------- get
@@ -546,12 +546,10 @@ def _whole(r, out: Path, local, source_bytes, rep: Report, max_bytes) -> dict:
         size = len(data)
     w, h, d = r["width"], r["height"], rec_d
     if d is None or not w:
-        from PIL import Image
-
         try:
-            with Image.open(dst) as img:
-                w, h = img.size
-                d = dhash64(img)
+            img = open_image(dst.read_bytes())
+            w, h = img.size
+            d = dhash64(img)
         except Exception:          # undecodable: still a file of the pool, no dHash ('-')
             d = None
     return _out_row(r, r["sha256"], size, w, h, d, None, r["sha256"], "")

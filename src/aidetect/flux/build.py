@@ -9,7 +9,6 @@ EXIF instead of by generator artefacts. The split is stratified and seeded (80/1
 default). The output folder appears only when complete.
 """
 
-import io
 import json
 import logging
 import os
@@ -18,10 +17,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image
-
 from aidetect.faults import point
-from aidetect.data.images import IMAGE_EXTS, MIN_SIDE, fit_image, listing_problem, to_rgb
+from aidetect.data.images import MIN_SIDE, BadImage, fit_image, listing_problem, open_image, probe_image
 from aidetect.flux.store import sha256
 
 log = logging.getLogger(__name__)
@@ -30,21 +27,21 @@ SPLITS = ("train", "validation", "test")
 
 
 def pool(folder: Path, skipped: list | None = None) -> list[Path]:
-    """The pool's image files; hidden files, folders named like images and symlinks leaving
-    the pool go to ``skipped`` with the reason, as training skips them."""
+    """The pool's image files, recognised by content; hidden files, folders, files that are
+    not images and symlinks leaving the pool go to ``skipped`` with the reason, as training
+    skips them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image pool {folder} does not exist")
     files = []
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTS:
-            problem = listing_problem(p, folder)
-            if problem is None:
-                files.append(p)
-            elif skipped is not None:
-                skipped.append(f"{p}: {problem}")
+        problem = listing_problem(p, folder)
+        if problem is None:
+            files.append(p)
+        elif skipped is not None:
+            skipped.append(f"{p}: {problem}")
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) in {folder}")
+        raise FileNotFoundError(f"no images (JPEG, PNG, WebP, GIF, BMP or TIFF files) in {folder}")
     return files
 
 
@@ -59,12 +56,13 @@ def describe(files: list[Path]) -> dict:
     fmts, sizes, aspects, unreadable = Counter(), Counter(), Counter(), 0
     for p in files:
         try:
-            with Image.open(p) as im:
-                fmts[im.format] += 1
-                sizes[f"{im.width}x{im.height}"] += 1
-                aspects[round(im.width / im.height, 2)] += 1
-        except Exception:  # listed with its reason when the build tries to decode it
+            h = probe_image(p)
+        except BadImage:  # listed with its reason when the build tries to decode it
             unreadable += 1
+            continue
+        fmts[h["format"]] += 1
+        sizes[f"{h['width']}x{h['height']}"] += 1
+        aspects[round(h["width"] / h["height"], 2)] += 1
     return {"formats": dict(fmts), "sizes": dict(sizes.most_common(5)), "n_sizes": len(sizes),
             "aspect_ratios": dict(aspects.most_common(5)), "unreadable": unreadable}
 
@@ -112,13 +110,9 @@ def build(fake_dir, real_dir, out_dir, image_size=(720, 1280), resize="center_cr
                 for src in order[start:start + k]:
                     try:
                         raw = src.read_bytes()
-                        with Image.open(io.BytesIO(raw)) as im:
-                            if min(im.size) < MIN_SIDE:
-                                raise ValueError(f"{im.width}x{im.height} is smaller than the minimum side "
-                                                 f"of {MIN_SIDE} px")
-                            img = fit_image(to_rgb(im), image_size, resize)
-                    except Exception as e:  # unreadable, truncated, a decompression bomb: listed, not fatal
-                        summary[cls]["skipped"].append(f"{src}: {type(e).__name__}: {e}")
+                        img = fit_image(open_image(raw, min_side=MIN_SIDE), image_size, resize)
+                    except (OSError, BadImage) as e:  # unreadable, truncated, a bomb: listed, not fatal
+                        summary[cls]["skipped"].append(f"{src}: {getattr(e, 'reason', None) or e}")
                         continue
                     name = f"{sha256(raw)[:16]}.jpg"
                     img.save(tmp / split / cls / name, "JPEG", quality=jpeg_quality)  # no exif/icc passed on

@@ -11,13 +11,11 @@ source URL of every kept image; rejects.jsonl records what was turned down and w
 re-run skips both and resumes where the last stopped.
 """
 
-import io
 import logging
 import time
 from pathlib import Path
 
-from PIL import Image
-
+from aidetect.data.images import open_image
 from aidetect.data.hashing import dhash64
 from aidetect.faults import point
 from aidetect.flux.store import (Manifest, append_jsonl, atomic_write, clean_temp_files, inspect_image,
@@ -30,8 +28,7 @@ USER_AGENT = "ai-image-detector/0.1 (research dataset tool; github.com/ai-image-
 
 def dhash(data: bytes) -> int:
     """The project's one 64-bit dHash (aidetect.data.hashing.dhash64) of an image file's bytes."""
-    with Image.open(io.BytesIO(data)) as im:
-        return dhash64(im)
+    return dhash64(open_image(data, min_side=0))
 
 
 class Reject(Exception):

@@ -6,14 +6,12 @@ tools find such orphans on the next run and recover them, so nothing is lost or 
 """
 
 import hashlib
-import io
 import json
 import os
 import threading
 from pathlib import Path
 
-from PIL import Image
-
+from aidetect.data.images import BadImage, open_image
 from aidetect.io import atomic_write  # noqa: F401  (re-exported for the flux tools)
 
 PIL_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -33,15 +31,15 @@ def sha256(data: bytes) -> str:
 
 def inspect_image(data: bytes) -> dict:
     """Format and size of an encoded image; ValueError if it does not decode."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, size = im.format, im.size
-            im.load()  # decodes every pixel: catches truncated files, not just bad headers
-    except Exception as e:
-        raise ValueError(f"not a decodable image ({type(e).__name__}: {e})") from None
+    info = {}
+    try:  # decodes every pixel (the one decode path): catches truncated files, not just bad headers
+        open_image(data, min_side=0, info=info)
+    except BadImage as e:
+        raise ValueError(f"not a decodable image ({e.reason})") from None
+    fmt = info["format"]
     if fmt not in PIL_EXT:
         raise ValueError(f"unsupported image format {fmt}")
-    return {"format": fmt, "ext": PIL_EXT[fmt], "width": size[0], "height": size[1]}
+    return {"format": fmt, "ext": PIL_EXT[fmt], "width": info["width"], "height": info["height"]}
 
 
 def append_jsonl(path: Path, obj: dict) -> None:

@@ -45,18 +45,23 @@ def user_errors():
         sys.exit(2)
 
 
-def compose(config_name: str, overrides=()):
-    """The repository's Hydra config (configs/), composed outside a Hydra app, as the
-    command line would: ``compose("train", ["aug=inverted_saturated", "data=faces"])``."""
+def configs_dir():
+    """The Hydra configs, found through the package: ``aidetect/configs`` is a link to the top-level
+    configs/ in a checkout (editable install) and a copy of it in a wheel (package data)."""
     from pathlib import Path
 
+    return Path(__file__).resolve().parent / "configs"
+
+
+def compose(config_name: str, overrides=()):
+    """The project's Hydra config (configs/), composed outside a Hydra app, as the
+    command line would: ``compose("train", ["aug=inverted_saturated", "data=faces"])``."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    configs = Path(__file__).resolve().parents[2] / "configs"
-    if not configs.is_dir():
-        raise ConfigError(f"no configs/ folder at {configs}: settings like aug=... need a source checkout "
-                          f"(pip install -e .)")
+    configs = configs_dir()
+    if not (configs / f"{config_name}.yaml").is_file():
+        raise ConfigError(f"no {config_name}.yaml in {configs}: this copy of aidetect lacks its configs (reinstall it)")
     try:
         with initialize_config_dir(str(configs), version_base="1.3"):
             return hydra_compose(config_name, overrides=list(overrides))

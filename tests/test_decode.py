@@ -259,3 +259,58 @@ def test_no_image_open_outside_the_one_decode_function():
         if lines:
             found[str(path.relative_to(ROOT))] = lines
     assert not found, f"Image.open outside data/images.py (use open_image or probe_image): {found}"
+
+
+# --- format-neutral evaluation (issue 31, item 3) ----------------------------------------------
+
+def biased_folder(root: Path, n: int = 8) -> Path:
+    """REAL as PNG at 60x80, FAKE as WebP at 64x64: format and size give the label away."""
+    from conftest import make_image
+
+    rng = np.random.default_rng(3)
+    (root / "test" / "FAKE").mkdir(parents=True)
+    for i in range(n):
+        make_image(root / "test" / "REAL" / f"r{i}.png", 0, rng, (60, 80))
+        make_image(root / "tmp" / f"f{i}.png", 1, rng, (64, 64))
+        Image.open(root / "tmp" / f"f{i}.png").save(root / "test" / "FAKE" / f"f{i}.webp", quality=80)
+    import shutil
+
+    shutil.rmtree(root / "tmp")
+    return root
+
+
+def test_eval_scores_format_neutral_copies_beside_the_files_as_published(tmp_path):
+    import csv
+
+    from aidetect.evaluate import evaluate
+    from aidetect.predict import default_checkpoint
+    from conftest import compose_train
+
+    root = biased_folder(tmp_path / "ds")
+    base = [f"ckpt_path={default_checkpoint('cifake')}", "data=folder", f"data.root={root}",
+            f"data.data_dir={tmp_path / 'data'}", "trainer.enable_progress_bar=false", "logger=none"]
+    m = evaluate(compose_train(base + ["format_neutral=true", f"output_dir={tmp_path / 'e1'}"], config="eval"))
+    fn = m["format_neutral"]
+    assert (fn["short_side"], fn["jpeg_quality"], fn["failed"], fn["n"]) == (512, 90, 0, 16)
+    assert fn["published"]["n"] == 16 and fn["published"]["acc_at_threshold"] == pytest.approx(m["test"]["acc_at_threshold"])
+    assert fn["delta"]["acc_at_threshold"] == pytest.approx(fn["acc_at_threshold"] - fn["published"]["acc_at_threshold"])
+    rows = list(csv.DictReader(open(tmp_path / "e1" / "predictions_format_neutral.csv")))
+    assert len(rows) == 16 and {r["true_label"] for r in rows} == {"REAL", "FAKE"}
+    m = evaluate(compose_train(base + ["format_neutral={short_side:48,quality:75}", f"output_dir={tmp_path / 'e2'}"],
+                               config="eval"))
+    assert (m["format_neutral"]["short_side"], m["format_neutral"]["jpeg_quality"]) == (48, 75)
+    m = evaluate(compose_train(base + [f"output_dir={tmp_path / 'e3'}"], config="eval"))
+    assert m["format_neutral"] is None  # off by default: the published files only
+
+
+def test_audit_format_neutral_copies_share_format_quality_and_short_side(tmp_path):
+    from aidetect.audit import audit
+
+    report = audit(biased_folder(tmp_path / "ds"), format_neutral=True)
+    published = report["classes"]
+    assert published["test/REAL"]["formats"] == "PNG 100%" and published["test/FAKE"]["formats"] == "WEBP 100%"
+    copies = report["format_neutral"]["classes"]
+    assert copies["test/REAL"]["formats"] == copies["test/FAKE"]["formats"] == "JPEG 100%"
+    assert copies["test/REAL"]["jpeg_quality"] == copies["test/FAKE"]["jpeg_quality"] == "median 90, range 90-90"
+    assert copies["test/REAL"]["sizes"] == "683x512 100%" and copies["test/FAKE"]["sizes"] == "512x512 100%"
+    assert "metadata_classifier" in report["format_neutral"]

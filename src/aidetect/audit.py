@@ -127,22 +127,17 @@ def near_groups(rows: list[dict]) -> dict:
     blocks: about n^2/2 comparisons, so capped by --near-dup-limit)."""
     h = np.array([r["dhash"] for r in rows], dtype=np.uint64)
     thumbs = np.stack([np.frombuffer(r["thumb"], dtype=np.uint8) for r in rows]).astype(np.int16) if rows else None
-    parent = list(range(len(rows)))
+    from aidetect.data.hashing import components
 
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    edges = []
     for start in range(0, len(h), 512):
         dist = np.bitwise_count(h[start:start + 512, None] ^ h[None, :])
         for a, b in zip(*np.nonzero(dist <= NEAR_BITS)):
             i = start + int(a)
             # aligned faces or plain backgrounds share coarse hashes: the thumbnails decide
             if i < b and np.abs(thumbs[i] - thumbs[b]).mean() <= NEAR_DIFF:
-                parent[find(i)] = find(int(b))
-    return {i: find(i) for i in range(len(rows))}
+                edges.append((i, int(b)))
+    return {i: int(g) for i, g in enumerate(components(len(rows), edges))}
 
 
 def duplicates(rows: list[dict], key: str) -> dict:

@@ -9,6 +9,7 @@ against that list with it, so it must not drift: tests/test_hashing.py pins it o
 import hashlib
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps
 
 
@@ -37,3 +38,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def components(n: int, edges) -> np.ndarray:
+    """Group label of each of ``n`` items joined by ``edges`` (pairs of indices): connected
+    components (scipy), so near-duplicate grouping is written once for the audit and the pools."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    e = np.asarray(list(edges), dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(e), dtype=np.int8), (e[:, 0], e[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]

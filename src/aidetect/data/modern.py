@@ -117,12 +117,8 @@ def load_holdout(path: Path | None) -> tuple[set, np.ndarray]:
     return shas, np.array(hashes, dtype=np.uint64)
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(1)
-
-
 def near_any(h: int, table: np.ndarray, bits: int) -> bool:
-    return bool(len(table)) and int(_popcount(table ^ np.uint64(h)).min()) <= bits
+    return bool(len(table)) and int(np.bitwise_count(table ^ np.uint64(h)).min()) <= bits
 
 
 def _probe(job):
@@ -327,31 +323,18 @@ class ModernDataModule(L.LightningDataModule):
 
     def _group(self, rows):
         """Union of prompt/grid keys, exact copies (sha256) and near copies (dHash within near_bits)."""
-        parent = list(range(len(rows)))
+        from aidetect.data.hashing import components
 
-        def find(i):
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        def union(a, b):
-            a, b = find(a), find(b)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-
-        first: dict = {}
+        first, edges = {}, []
         for i, r in enumerate(rows):
             for key in (group_key(r), "s:" + r["sha"]):
-                union(i, first.setdefault(key, i))
+                edges.append((i, first.setdefault(key, i)))
         h = np.array([r["dhash"] for r in rows], dtype=np.uint64)
         for i in range(len(rows)):
-            near = np.nonzero(_popcount(h[i + 1:] ^ h[i]) <= self.near_bits)[0]
-            for j in near.tolist():
-                union(i, i + 1 + j)
+            edges += [(i, i + 1 + j) for j in np.nonzero(np.bitwise_count(h[i + 1:] ^ h[i]) <= self.near_bits)[0].tolist()]
         roots = {}
-        for i, r in enumerate(rows):
-            roots.setdefault(find(i), []).append(r)
+        for r, label in zip(rows, components(len(rows), edges)):
+            roots.setdefault(int(label), []).append(r)
         for members in roots.values():
             key = min(group_key(m) for m in members)
             for m in members:

@@ -13,6 +13,7 @@ from aidetect.config import view_spec
 from aidetect.train import train
 from aidetect.views import VIEWS
 from conftest import ROOT, compose_train, make_kaggle_layout, run_script
+from test_modern import make_manifest_pool
 
 
 def common(tmp_path, archive):
@@ -54,8 +55,10 @@ def test_every_augment_config_builds(name):
     cfg = compose_train([f"augment={name}"]).augment
     params = build_augment(OmegaConf.to_container(cfg)).params()
     expected = {"none": (0.0, 0, 0.0, 0.0), "flip": (0.5, 0, 0.0, 0.0), "crop": (0.5, 4, 0.0, 0.0),
-                "standard": (0.5, 4, 0.3, 0.0), "cutmix": (0.5, 4, 0.0, 0.5)}
+                "standard": (0.5, 4, 0.3, 0.0), "cutmix": (0.5, 4, 0.0, 0.5), "format_neutral": (0.0, 0, 0.0, 0.0)}
     assert (params["hflip"], params["crop_padding"], params["jpeg"], params.get("cutmix", 0.0)) == expected[name]
+    # format_neutral re-encodes in the loader (every image, both classes), not in the batch transform
+    assert (params.get("format_neutral") or {}).get("p") == (1.0 if name == "format_neutral" else None)
 
 
 # One view in the fast tier (`-m "not slow"`), every view in the full suite.
@@ -75,6 +78,9 @@ def test_fast_dev_run_every_experiment(tmp_path, experiment):
     cfg = compose_train([f"experiment={experiment}"])
     if cfg.data._target_.endswith("CIFAKEDataModule"):
         data = [f"data.archive={make_kaggle_layout(tmp_path / 'src', 40, 4)}"]
+    elif cfg.data._target_.endswith("ModernDataModule"):  # a generated manifest pool (flux and sdxl FAKE, two REAL sources)
+        data = [f"data.root={make_manifest_pool(tmp_path / 'pool', n_prompts=30)}", "data.holdout=none", "data.num_workers=0"]
+        data += ["data.image_size=[136,136]"] if cfg.data.resize != "random_crop" else ["data.crop_size=64"]
     else:  # a folder dataset: images just above the model's minimum input size
         make_kaggle_layout(tmp_path / "src", 10, 4, size=(140, 150))
         data = [f"data.root={tmp_path / 'src'}", "data.archive=null", "data.image_size=[136,136]"]

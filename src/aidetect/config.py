@@ -15,6 +15,20 @@ class ConfigError(ValueError):
     unless HYDRA_FULL_ERROR=1) and exit with code 2."""
 
 
+def number(setting: str, value, kind=float, low=None):
+    """``value`` as a ``kind`` (int or float) for the setting named ``setting``, or a ConfigError that
+    names the setting: not a number, not whole (2.5 for an int), or below ``low`` (NaN is refused too)."""
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{setting}={value!r} is not a number") from None
+    if kind is int and out != value and not isinstance(value, str):
+        raise ConfigError(f"{setting}={value!r} must be a whole number")
+    if low is not None and not out >= low:
+        raise ConfigError(f"{setting} must be >= {low:g}, got {out}")
+    return out
+
+
 def parse_view_spec(spec: str) -> dict:
     """'inverted_saturated@500' -> {"name": "inverted_saturated", "saturation_factor": 500.0}."""
     name, _, factor = str(spec).partition("@")

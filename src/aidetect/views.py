@@ -22,7 +22,7 @@ from torch import nn
 from torchvision.transforms.v2 import functional as F
 
 from aidetect import colour
-from aidetect.config import ConfigError
+from aidetect.config import ConfigError, number
 
 VIEWS: dict[str, type["View"]] = {}
 
@@ -60,7 +60,7 @@ class View(nn.Module):
 
 def _factor(value, setting="aug.saturation_factor") -> float:
     """A saturation factor: a number >= 0 (1 = unchanged; NaN is refused too)."""
-    return _number(value, setting, 0.0)
+    return number(setting, value, float, 0.0)
 
 
 @register("none")
@@ -119,16 +119,6 @@ class Grayscale(View):
         return colour.gray(x).expand_as(x)
 
 
-def _number(value, setting, low=None, kind=float):
-    try:
-        value = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{setting} must be a number, got {value!r}") from None
-    if low is not None and not value >= low:  # also catches NaN
-        raise ConfigError(f"{setting} must be >= {low:g}, got {value}")
-    return value
-
-
 @register("hsv")
 class HSV(View):
     """Hue, saturation, value as the three channels (cylindrical: colour apart from brightness)."""
@@ -181,7 +171,7 @@ class HueRotation(View):
 
     def __init__(self, degrees: float = 180.0):
         super().__init__()
-        self.degrees = _number(degrees, "aug.degrees")
+        self.degrees = number("aug.degrees", degrees)
 
     def params(self):
         return {"degrees": self.degrees}
@@ -223,7 +213,7 @@ class HighPass(View):
         if kind not in ("blur", "median"):
             raise ConfigError(f"aug.kind={kind!r}; valid: blur, median")
         self.kind = kind
-        self.kernel_size = _number(kernel_size, "aug.kernel_size", 3, int)
+        self.kernel_size = number("aug.kernel_size", kernel_size, int, 3)
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"aug.kernel_size must be odd, got {self.kernel_size}")
 
@@ -250,7 +240,7 @@ class NPR(View):
 
     def __init__(self, scale: int = 2):
         super().__init__()
-        self.scale = _number(scale, "aug.scale", 2, int)
+        self.scale = number("aug.scale", scale, int, 2)
 
     def params(self):
         return {"scale": self.scale}

@@ -41,7 +41,7 @@ import torch
 from filelock import FileLock
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
-from aidetect.config import ConfigError
+from aidetect.config import ConfigError, number
 from aidetect.data.archive import safe_extract
 from aidetect.data.images import RESIZE_POLICIES, MixedSizes, decode_files, list_class_folder
 from aidetect.io import torch_save
@@ -51,16 +51,6 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 3  # 3: one decode path (issue 31): files by content, skip reasons reworded
 VAL_NAMES = ("val", "validation")
 SEED_OFFSETS = {"val": 0, "subsample": 1, "eval_order": 2, "test": 3}
-
-
-def _number(setting: str, value, kind):
-    try:
-        out = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{setting}={value!r} is not a number") from None
-    if kind is int and out != value and not isinstance(value, str):
-        raise ConfigError(f"{setting}={value!r} must be a whole number")
-    return out
 
 
 def find_layout(root: Path, skipped: list | None = None) -> dict[str, list]:
@@ -171,10 +161,10 @@ class FolderDataModule(L.LightningDataModule):
         if self.archive is not None and root is None:  # extracted under data_dir on first use
             root = self.archive if self.archive.is_dir() else \
                 Path(data_dir).expanduser() / (name or self.archive.stem) / "raw"
-        batch_size, num_workers, split_seed = (_number(f"data.{k}", v, int) for k, v in
+        batch_size, num_workers, split_seed = (number(f"data.{k}", v, int) for k, v in
                                                (("batch_size", batch_size), ("num_workers", num_workers),
                                                 ("split_seed", split_seed)))
-        fraction, val_fraction, test_fraction = (_number(f"data.{k}", v, float) for k, v in
+        fraction, val_fraction, test_fraction = (number(f"data.{k}", v, float) for k, v in
                                                  (("fraction", fraction), ("val_fraction", val_fraction),
                                                   ("test_fraction", test_fraction)))
         for setting, value, ok in (("data.fraction", fraction, 0 < fraction <= 1),
@@ -197,7 +187,7 @@ class FolderDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.fraction, self.dedup, self.strict, self.pool = fraction, dedup, strict, bool(pool)
-        self.min_side = _number("data.min_side", min_side, int)
+        self.min_side = number("data.min_side", min_side, int)
         if storage not in ("memory", "disk"):
             raise ConfigError(f"data.storage={storage!r}; valid: memory (decoded split in RAM, the default), "
                               f"disk (streamed from a raw file: sets bigger than memory)")

@@ -43,9 +43,9 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from aidetect.config import ConfigError
+from aidetect.config import ConfigError, number
 from aidetect.data.crops import CROP_POLICIES, build_format_neutral, crop_set, random_crop
-from aidetect.data.folder import InMemoryImages, _number
+from aidetect.data.folder import InMemoryImages
 from aidetect.data.images import RESIZE_POLICIES, BadImage, fit_image, format_neutral, open_image
 from aidetect.io import torch_save
 
@@ -199,11 +199,11 @@ class ModernDataModule(L.LightningDataModule):
         if resize in RESIZE_POLICIES and image_size is None:
             raise ConfigError(f"data.resize={resize} needs data.image_size=[H,W] (or data.resize=random_crop)")
         self.name, self.resize = name, resize
-        self.crop_size, self.eval_crops = _number("data.crop_size", crop_size, int), _number("data.eval_crops", eval_crops, int)
+        self.crop_size, self.eval_crops = number("data.crop_size", crop_size, int), number("data.eval_crops", eval_crops, int)
         if self.crop_size < 8 or self.eval_crops < 1:
             raise ConfigError(f"data.crop_size={crop_size} (>= 8 px) and data.eval_crops={eval_crops} (>= 1: a k x k grid)")
         self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
-        self.batch_size, self.num_workers = _number("data.batch_size", batch_size, int), _number("data.num_workers", num_workers, int)
+        self.batch_size, self.num_workers = number("data.batch_size", batch_size, int), number("data.num_workers", num_workers, int)
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise ConfigError(f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: each in (0, 1), "
@@ -223,7 +223,7 @@ class ModernDataModule(L.LightningDataModule):
         self.neutral_side, self.hflip = int(neutral_side), float(hflip)
         self.strict, self.min_side, self.data_dir = bool(strict), int(min_side), Path(data_dir)
         self.max_per_source = max_per_source
-        self.epoch_size = None if epoch_size is None else _number("data.epoch_size", epoch_size, int)
+        self.epoch_size = None if epoch_size is None else number("data.epoch_size", epoch_size, int)
         self.splits: dict[str, InMemoryImages] = {}
         self.rows: dict[str, list[dict]] = {}
         self.skipped: list[tuple[str, str]] = []

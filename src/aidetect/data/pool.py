@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aidetect.data.hashing import dhash64, dhash_hex, hamming, sha256_file
+from aidetect.retry import retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +287,11 @@ def download(url: str, partial: Path, expect_sha: str, retries: int = 3, timeout
                 raise PoolError(f"{url}: HTTP {e.code} (file missing at the pinned commit)") from None
             else:
                 last = e
-                time.sleep(min(2 ** attempt, 10))
+                time.sleep(retry_delay(attempt, e.headers.get("Retry-After") if e.headers else None, cap=10.0))
                 continue
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             last = e
-            time.sleep(min(2 ** attempt, 10))
+            time.sleep(retry_delay(attempt, cap=10.0))
             continue
         if total is not None and partial.stat().st_size < total:     # short read: resume with a Range request
             last = PoolError(f"{url}: connection closed after {partial.stat().st_size} of {total} bytes")

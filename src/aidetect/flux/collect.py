@@ -18,6 +18,7 @@ from pathlib import Path
 from aidetect.data.images import open_image
 from aidetect.data.hashing import dhash64
 from aidetect.faults import point
+from aidetect.retry import retry_delay
 from aidetect.flux.store import (Manifest, append_jsonl, atomic_write, clean_temp_files, inspect_image,
                                  read_jsonl, sha256)
 
@@ -105,15 +106,14 @@ class Collector:
             except (requests.ConnectionError, requests.Timeout) as e:
                 if attempt == int(self.cfg.max_retries):
                     raise Reject(f"network: {type(e).__name__}") from None
-                self.sleep(min(30.0, 2.0 ** attempt))
+                self.sleep(retry_delay(attempt, cap=30.0))
                 continue
             except requests.RequestException as e:  # malformed URL and the like: this candidate only
                 raise Reject(f"{type(e).__name__}: {e}") from None
             if r.status_code == 429 or r.status_code >= 500:
                 if attempt == int(self.cfg.max_retries):
                     raise Reject(f"HTTP {r.status_code} after {attempt + 1} attempts")
-                ra = r.headers.get("Retry-After", "")
-                self.sleep(float(ra) if ra.isdigit() else min(30.0, 2.0 ** attempt))
+                self.sleep(retry_delay(attempt, r.headers.get("Retry-After"), cap=30.0))
                 continue
             if r.status_code >= 400:
                 raise Reject(f"HTTP {r.status_code}")

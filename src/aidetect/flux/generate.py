@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from aidetect.faults import point
+from aidetect.retry import retry_delay
 from aidetect.flux.store import Manifest, append_jsonl, atomic_write, clean_temp_files, inspect_image, sha256
 
 log = logging.getLogger(__name__)
@@ -109,10 +110,7 @@ class Generator:
 
     # -- one image ---------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
-        header = getattr(getattr(self.client, "retry_after", None), "value", None)
-        if header and header.strip().replace(".", "", 1).isdigit():
-            return float(header)
-        return min(60.0, 2.0 ** attempt) * (0.75 + 0.5 * random.random())
+        return retry_delay(attempt, getattr(getattr(self.client, "retry_after", None), "value", None), cap=60.0)
 
     def _predict(self, job: Job) -> tuple[bytes, dict]:
         from replicate.exceptions import ModelError

@@ -57,7 +57,7 @@ def test_every_augment_config_builds(name):
     expected = {"none": (0.0, 0, 0.0, 0.0), "flip": (0.5, 0, 0.0, 0.0), "crop": (0.5, 4, 0.0, 0.0),
                 "standard": (0.5, 4, 0.3, 0.0), "cutmix": (0.5, 4, 0.0, 0.5), "format_neutral": (0.0, 0, 0.0, 0.0)}
     assert (params["hflip"], params["crop_padding"], params["jpeg"], params.get("cutmix", 0.0)) == expected[name]
-    # format_neutral re-encodes in the loader (every image, both classes), not in the batch transform
+    # format_neutral re-encodes (and data.hflip flips) in data=modern's loader, not in the batch transform
     assert (params.get("format_neutral") or {}).get("p") == (1.0 if name == "format_neutral" else None)
 
 

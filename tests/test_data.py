@@ -56,7 +56,7 @@ def test_duplicates_are_detected_and_dropped(tmp_path, kaggle_dir):
     dm = _datamodule(tmp_path, _with_duplicates(kaggle_dir))
     dm.prepare_data()
     dm.setup()
-    c = dm.counts
+    c = dm.data_report
     assert (c["raw_train"], c["raw_test"]) == (81, 26)
     assert c["train_duplicates_dropped"] == 1
     assert c["test_in_train_dropped"] == 1
@@ -69,8 +69,8 @@ def test_raw_split_keeps_duplicates(tmp_path, kaggle_dir):
     dm = _datamodule(tmp_path, _with_duplicates(kaggle_dir), dedup=False)
     dm.prepare_data()
     dm.setup()
-    assert dm.counts["test"] == 26 and dm.counts["train"] + dm.counts["val"] == 81
-    assert "test_in_train_dropped" not in dm.counts
+    assert dm.data_report["test"] == 26 and dm.data_report["train"] + dm.data_report["val"] == 81
+    assert "test_in_train_dropped" not in dm.data_report
 
 
 def test_val_split_moves_no_files_and_batches_are_uint8(tmp_path, kaggle_zip):
@@ -89,7 +89,7 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path, kaggle_dir):
     dm = _datamodule(tmp_path, kaggle_dir)
     dm.prepare_data()
     dm.setup()
-    assert dm.counts["skipped_unreadable"] == 1 and dm.counts["raw_train"] == 80
+    assert dm.data_report["skipped_unreadable"] == 1 and dm.data_report["raw_train"] == 80
 
 
 def test_strict_mode_fails_fast_naming_the_file(tmp_path, kaggle_dir):
@@ -199,7 +199,7 @@ def test_kaggle_download_then_train_data(tmp_path, kaggle_zip):
     dm.prepare_data()
     dm.setup()
     assert api.calls == [(KAGGLE_DATASET, False)]
-    assert dm.counts["raw_train"] == 80
+    assert dm.data_report["raw_train"] == 80
 
 
 def test_interrupted_kaggle_download_leaves_no_partial_zip(tmp_path, kaggle_zip):

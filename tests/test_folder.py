@@ -29,8 +29,8 @@ def dm_for(tmp_path, root, **kw):
 def test_unsplit_folder_is_split_80_10_10_stratified_and_seeded(tmp_path):
     root = make_pool(tmp_path / "pool")
     dm = dm_for(tmp_path, root)
-    assert (dm.counts["train"], dm.counts["val"], dm.counts["test"]) == (32, 4, 4)
-    assert dm.counts["test_fake"] == 2 and dm.counts["val_fake"] == 2
+    assert (dm.data_report["train"], dm.data_report["val"], dm.data_report["test"]) == (32, 4, 4)
+    assert dm.data_report["test_fake"] == 2 and dm.data_report["val_fake"] == 2
     again = dm_for(tmp_path, root)
     assert again.splits["test"].names == dm.splits["test"].names
     assert set(dm.splits["test"].names).isdisjoint(dm.splits["train"].names)
@@ -40,15 +40,15 @@ def test_split_folders_are_used_as_given(tmp_path):
     for split, n in (("train", 8), ("validation", 3), ("test", 2)):
         make_pool(tmp_path / "ds" / split, n, seed=n)
     dm = dm_for(tmp_path, tmp_path / "ds")
-    assert (dm.counts["train"], dm.counts["val"], dm.counts["test"]) == (16, 6, 4)
+    assert (dm.data_report["train"], dm.data_report["val"], dm.data_report["test"]) == (16, 6, 4)
 
 
 def test_train_and_val_only_val_becomes_test(tmp_path):
     make_pool(tmp_path / "ds/train", 10)
     make_pool(tmp_path / "ds/val", 3, seed=1)
     dm = dm_for(tmp_path, tmp_path / "ds")
-    assert dm.counts["test"] == 6 and dm.counts["test_from"] == "val/ folder"
-    assert dm.counts["train"] + dm.counts["val"] == 20 and dm.counts["val"] == 2
+    assert dm.data_report["test"] == 6 and dm.data_report["test_from"] == "val/ folder"
+    assert dm.data_report["train"] + dm.data_report["val"] == 20 and dm.data_report["val"] == 2
 
 
 def test_resize_policies_give_the_training_size(tmp_path):
@@ -71,7 +71,7 @@ def test_cache_key_follows_the_folder(tmp_path):
     Image.new("RGB", (160, 90)).save(root / "FAKE" / "new.jpg")
     dm = dm_for(tmp_path, root)
     assert len(set(dm.cache_dir.glob("*.pt")) - first) == 1
-    assert dm.counts["train"] + dm.counts["val"] + dm.counts["test"] == 21
+    assert dm.data_report["train"] + dm.data_report["val"] + dm.data_report["test"] == 21
     dm_for(tmp_path, root, image_size=[45, 80])  # a setting that changes the pixels: a new key
     assert len(set(dm.cache_dir.glob("*.pt")) - first) == 2
 
@@ -137,7 +137,7 @@ def test_faces_repeated_splits_pool_every_image_and_follow_the_seed(tmp_path):
         dm = build_datamodule(cfg.data)
         dm.prepare_data()
         dm.setup("fit")
-        c = dm.counts
+        c = dm.data_report
         assert c["raw_all"] == 1289 and c["train"] + c["val"] + c["test"] == 1289
         assert c["test"] == 129 and c["test_fake"] == 70  # a stratified tenth (589 REAL, 700 FAKE)
         assert c["image_size"] == [300, 300]

@@ -171,8 +171,10 @@ def test_flip_tta_mirrors_the_image_before_the_view_and_averages_logits():
         last.bias -= det(x).mean()  # centred, spread over several units
         plain, mirrored = det(x), det(x.flip(-1))
         view_then_flip = det.net(det.view(to_float(x)).flip(-1).contiguous(memory_format=det.memory_format)).squeeze(1)
-        det.tta = "flip"
-        got = det(x)
+        flip = Detector(net={"_target_": "aidetect.models.SeedCifakeCNN"}, view={"name": "fft"}, input_size=[32, 32],
+                        tta="flip").eval()
+        flip.load_state_dict(det.state_dict())
+        got = flip(x)
     assert plain.std() > 0.5 and (mirrored - plain).abs().max() > 1
     assert torch.allclose(got, (plain + mirrored) / 2, atol=1e-4)
     assert (view_then_flip - mirrored).abs().max() > 0.1  # so the order of mirror and view is tested

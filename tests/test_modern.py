@@ -142,7 +142,7 @@ def test_holdout_list_drops_exact_and_near_copies(tmp_path):
     dm = dm_for(root, tmp_path, holdout=tmp_path / "holdout.tsv", holdout_bits=4)
     kept = {r["path"] for r in dm.select()}
     assert exact["path"] not in kept and near["path"] not in kept
-    assert dm.counts["holdout_dropped"] == 2
+    assert dm.data_report["holdout_dropped"] == 2
     strict = dm_for(root, tmp_path, holdout=tmp_path / "holdout.tsv", holdout_bits=2)
     assert near["path"] in {r["path"] for r in strict.select()}
 
@@ -198,7 +198,7 @@ def test_setup_splits_loaders_and_counts(tmp_path):
     assert dm.splits["test_neutral"].images.shape == dm.splits["test"].images.shape
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 64, 64) and x.dtype == torch.uint8 and y.dtype == torch.long
-    c = dm.counts
+    c = dm.data_report
     assert c["train"] + c["val"] + c["test"] == 101 and c["holdout_dropped"] == 0
     assert c["train_padded"] + c["val_padded"] + c["test_padded"] == 1  # the 40x40 image, padded, counted
 
@@ -232,7 +232,7 @@ def test_design_card_command_composes_the_seed_flux_setup():
 def test_shared_pool_splits_by_prompt(tmp_path):
     dm = ModernDataModule(root=SHARED_DATA / "modern", data_dir=ROOT / "data", holdout="auto")
     parts = dm.assign(dm.select())
-    assert dm.counts["manifest_rows"] == 879
+    assert dm.data_report["manifest_rows"] == 879
     where = {}
     for split, rows in parts.items():
         for r in rows:

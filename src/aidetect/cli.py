@@ -73,7 +73,7 @@ def add_detector_commands(sub) -> None:
     v.add_argument("--views", nargs="+", help="views as aug.spec writes them, e.g. npr inverted_saturated@500")
     v.add_argument("--ckpt", help="show the checkpoint's own view at its input size, with its P(FAKE)")
     v.add_argument("-n", type=int, default=4, help="images per class")
-    v.set_defaults(func=command("aidetect.report:cmd_views"))
+    v.set_defaults(func=command("aidetect.grids:cmd_views"))
 
     c = sub.add_parser("calibrate", help="fit threshold and temperature of a checkpoint on validation data")
     c.add_argument("ckpt")

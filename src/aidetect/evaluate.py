@@ -72,10 +72,7 @@ def image_size_given(cfg: DictConfig):
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    model = load_detector(cfg.ckpt_path, weights=cfg.get("weights", "average"))
-    model.tta = cfg.get("tta", "none")
-    if model.tta not in ("none", "flip"):
-        raise ConfigError(f"tta={model.tta!r}; valid: none, flip (mean logit of each image and its left-right mirror)")
+    model = load_detector(cfg.ckpt_path, weights=cfg.get("weights", "average"), tta=cfg.get("tta", "none"))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed)
@@ -108,7 +105,7 @@ def evaluate(cfg: DictConfig) -> dict:
             datamodule.image_size = model.input_size
     if split == "held_out":
         datamodule.setup("fit")  # the training split order; trainer.test then scores its test part
-        datamodule.counts["test_from"] = f"held-out test split (split seed {datamodule.split_seed})"
+        datamodule.data_report["test_from"] = f"held-out test split (split seed {datamodule.split_seed})"
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, default_root_dir=str(out))
     results, logits = run_test(trainer, model, datamodule)
@@ -158,7 +155,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "seed": saved.get("seed"),  # the training seed: lets `aidetect aggregate` pair eval sweeps
         "trained_with": {k: saved.get(k) for k in ("seed", "data", "aug")} if saved else None,
         "trained_provenance": model.provenance,
-        "data": datamodule.counts,
+        "data": datamodule.data_report,
     }
     write_json(out / "metrics.json", metrics)
     write_skipped(out, datamodule.skipped)

@@ -92,9 +92,14 @@ class Detector(L.LightningModule):
                  scheduler: dict | None = None, augment: dict | None = None, input_size=(32, 32),
                  resize: str = "center_crop", threshold: float = 0.5, temperature: float = 1.0,
                  channels_last: bool = True, labels: dict | None = None, label_smoothing: float = 0.0,
-                 eval_crops: int = 1):
+                 eval_crops: int = 1, tta: str = "none"):
         super().__init__()
-        self.save_hyperparameters(logger=False)  # train.py logs the run's settings once
+        # tta is how this object scores (eval.py tta=flip), not what was trained: kept out of the
+        # checkpoint, so a checkpoint always loads as trained.
+        self.save_hyperparameters(ignore=["tta"], logger=False)  # train.py logs the run's settings once
+        if tta not in ("none", "flip"):
+            raise ConfigError(f"tta={tta!r}; valid: none, flip (mean logit of each image and its left-right mirror)")
+        self.tta = tta
         self.view = build_view(view or {"name": "none"})
         self.augment = build_augment(augment)
         self.input_size = tuple(int(s) for s in input_size)
@@ -109,7 +114,6 @@ class Detector(L.LightningModule):
         self._pending: dict[str, list] = {}  # per stage: steps not yet given to the metrics
         self.run_config: dict | None = None  # the composed Hydra config, set by train.py
         self.provenance: dict | None = None
-        self.tta = "none"  # eval.py tta=flip: not saved, so a checkpoint always loads as trained
         self.detector_id = "untrained"  # load_detector names it (shipped name and version, or file and hash)
 
     @property
@@ -280,7 +284,7 @@ def build_recipe(optimizer: dict | None, scheduler: dict | None, params, total_s
                           f"{(scheduler or {}).get('_target_')}): {type(cause).__name__}: {cause}") from None
 
 
-def load_detector(path: str | Path, map_location="cpu", weights: str = "average") -> Detector:
+def load_detector(path: str | Path, map_location="cpu", weights: str = "average", tta: str = "none") -> Detector:
     """A Detector from a checkpoint file, with no Hydra config and no pickled code:
     ``weights_only=True`` refuses anything but tensors and plain containers, and only
     networks defined as ``Network`` subclasses in already-imported modules are built."""
@@ -306,7 +310,7 @@ def load_detector(path: str | Path, map_location="cpu", weights: str = "average"
     network_class(hp["net"].get("_target_", ""), allow_import=False)
     if "pretrained" in hp["net"]:  # the checkpoint carries the weights: never load (or need) the ImageNet package
         hp["net"] = {**hp["net"], "pretrained": False}
-    model = Detector(**hp)
+    model = Detector(**hp, tta=tta)
     # An EMA checkpoint keeps the trained (raw) weights beside the average: weights=raw scores those.
     model.load_state_dict(ckpt["current_model_state" if weights == "raw" else "state_dict"])
     model.run_config, model.provenance = meta.get("run_config"), meta.get("provenance")

@@ -192,7 +192,7 @@ def run(cfg) -> dict:
                                         f"train n={len(y_train)}\n\n" + breakdown_markdown(tables)).encode())
     metrics = {"probe": {"stages": int(probe.get("stages", 5)), "C": float(probe.get("C", 0.1)),
                          "n_train": int(len(y_train)), "seconds": round(time.perf_counter() - t0, 1)},
-               "data": {k: v for k, v in dm.counts.items()}, "breakdown": scores,
+               "data": {k: v for k, v in dm.data_report.items()}, "breakdown": scores,
                "config": OmegaConf.to_container(cfg.data, resolve=True)}
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=1, default=str).encode())
     log.info("probe: test AUROC %.4f (as published), %.4f (format-neutral); wrote %s",

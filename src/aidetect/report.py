@@ -310,34 +310,3 @@ def cmd_aggregate(args) -> int:
     result = aggregate(args.sweep_dir, args.baseline)
     print(Path(args.sweep_dir, "results.md").read_text())
     return 1 if result["failed"] and args.strict else 0
-
-
-def cmd_views(args) -> int:
-    from aidetect.config import ConfigError, compose, parse_view_spec, view_spec
-    from aidetect.grids import image_views_figure, views_figure
-    from aidetect.views import build_view
-
-    settings = [a for a in args.inputs if "=" in a]
-    paths = [Path(a) for a in args.inputs if "=" not in a]
-    if not paths:
-        raise ConfigError("give a folder holding REAL/ and FAKE/, or image files")
-    views = [build_view(parse_view_spec(v)) for v in args.views] if args.views else None
-    if settings:  # composed like train.py's command line, so aug defaults and data's view_defaults apply
-        cfg = compose("train", settings)
-        from omegaconf import OmegaConf
-
-        views = (views or []) + [build_view(view_spec(OmegaConf.to_container(cfg.aug, resolve=True)))]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        raise ConfigError(f"no such file or folder: {', '.join(map(str, missing))}")
-    if len(paths) == 1 and paths[0].is_dir() and not args.ckpt:
-        views_figure(paths[0], Path(args.out), views, n=args.n)
-    else:
-        model = None
-        if args.ckpt:
-            from aidetect.module import load_detector
-
-            model = load_detector(args.ckpt)
-        image_views_figure(paths, Path(args.out), views, model=model)
-    print(f"wrote {args.out}")
-    return 0

@@ -35,9 +35,13 @@ def plain(node) -> dict | list | None:
 
 
 def build_datamodule(data_cfg: DictConfig, default_size=None):
-    """The data config minus ``view_defaults`` (read by the aug configs, not the datamodule)."""
+    """The data config minus ``view_defaults`` (read by the aug configs, not the datamodule);
+    ``default_size``: the network's default input size, for folders of mixed sizes without
+    data.image_size."""
     spec = plain(data_cfg)
     spec.pop("view_defaults", None)
+    if default_size is not None:
+        spec["default_size"] = list(default_size)
     try:
         dm = hydra.utils.instantiate(spec)
     except hydra.errors.InstantiationException as e:  # unwrap our own message from Hydra's wrapper
@@ -47,7 +51,6 @@ def build_datamodule(data_cfg: DictConfig, default_size=None):
         if isinstance(cause, TypeError):
             raise ConfigError(f"data ({spec.get('_target_')}): {cause}") from None
         raise
-    dm.default_size = default_size
     return dm
 
 

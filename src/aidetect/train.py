@@ -153,7 +153,7 @@ def _train(cfg: DictConfig) -> dict:
         net_cls.check_input_size(size)  # before decoding: a size error costs a second, not a data pass
     datamodule.setup("fit")
     prep_seconds = time.perf_counter() - t0
-    log.info("data ready in %.1f s: %s", prep_seconds, datamodule.counts)
+    log.info("data ready in %.1f s: %s", prep_seconds, datamodule.data_report)
     net_cls.check_input_size(datamodule.input_size)
 
     model = Detector(net=plain(cfg.model.net), view=spec, optimizer=plain(cfg.model.get("optimizer")),
@@ -209,7 +209,7 @@ def _train(cfg: DictConfig) -> dict:
         "images_per_second": [e["images_per_second"] for e in stats.epochs],
         "data_prep_seconds": round(prep_seconds, 2),
         "params": model.num_parameters,
-        "data": datamodule.counts,
+        "data": datamodule.data_report,
         "seed": cfg.seed,
         "view": model.view.spec(),
         "augment": model.augment.params() if model.augment.active else None,

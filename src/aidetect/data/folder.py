@@ -152,7 +152,7 @@ class FolderDataModule(L.LightningDataModule):
     def __init__(self, root=None, data_dir="data", image_size=None, resize="center_crop", batch_size=32,
                  num_workers=0, val_fraction=0.1, test_fraction=0.1, split_seed=0, fraction=1.0,
                  dedup=False, strict=False, name=None, missing_hint=None, archive=None, pool=False,
-                 min_side=8, storage="memory"):
+                 min_side=8, storage="memory", default_size=None):
         super().__init__()
         self.archive = None if archive is None else Path(archive).expanduser()
         if self.archive is not None and not self.archive.exists():
@@ -197,10 +197,12 @@ class FolderDataModule(L.LightningDataModule):
         self.root = None if root is None else Path(root).expanduser()
         self._check_root(root, missing_hint)
         self.name = name or (self.root.name if self.root else "folder")
-        self.default_size = None  # the network's default input size, set by train.py/eval.py
+        # the network's default input size (train.py/eval.py pass it): used when the images' sizes differ
+        # and data.image_size is unset
+        self.default_size = None if default_size is None else tuple(int(s) for s in default_size)
         self.splits: dict[str, InMemoryImages] = {}
         self.skipped: list[tuple[str, str]] = []  # (path, reason) of files that could not be used
-        self.counts: dict = {}  # goes into the run's metrics.json
+        self.data_report: dict = {}  # split sizes, decode and dedup tallies: metrics.json "data"
 
     def _check_root(self, root, hint):
         if self.archive is not None:  # the folder appears in prepare_data
@@ -332,34 +334,34 @@ class FolderDataModule(L.LightningDataModule):
             if "train" in sets and name != "train":
                 test = self._dedup(sets["train"], test, "test")[1]
             self.splits = {"test": test}
-            self.counts["test_from"] = {"all": "REAL/ and FAKE/ (whole folder)"}.get(name, f"{name}/ folder")
+            self.data_report["test_from"] = {"all": "REAL/ and FAKE/ (whole folder)"}.get(name, f"{name}/ folder")
         else:
             self.splits = self._fit_splits(self._sets(self._decode_all(layout)))
             self._shuffle_eval_splits()
         for name, ds in sorted(self.splits.items(), key=lambda kv: ("test", "val", "train").index(kv[0])):
             if len(ds) == 0:
-                raise ConfigError(f"the {name} split of {self.root} is empty ({self.counts}): add images, or "
+                raise ConfigError(f"the {name} split of {self.root} is empty ({self.data_report}): add images, or "
                                   f"raise data.{'test' if name == 'test' else 'val'}_fraction")
-            self.counts[name] = len(ds)
-            self.counts[f"{name}_fake"] = int(ds.labels.sum())
-        self.counts["image_size"] = list(self.input_size)
+            self.data_report[name] = len(ds)
+            self.data_report[f"{name}_fake"] = int(ds.labels.sum())
+        self.data_report["image_size"] = list(self.input_size)
 
     def _sets(self, loaded: dict) -> dict:
         self.skipped = list(self.listing_skipped) + [tuple(s) for v in loaded.values() for s in v["skipped"]]
-        self.counts = {"name": self.name, "decode_seconds": round(sum(v["decode_seconds"] for v in loaded.values()), 2),
+        self.data_report = {"name": self.name, "decode_seconds": round(sum(v["decode_seconds"] for v in loaded.values()), 2),
                        "skipped_unreadable": len(self.skipped), "dedup": self.dedup}
         sets = {k: InMemoryImages(v["images"], v["labels"], v["names"], v["md5"]) for k, v in loaded.items()}
         for k, v in sets.items():
-            self.counts[f"raw_{k}"] = len(v)
+            self.data_report[f"raw_{k}"] = len(v)
         return sets
 
     def _dedup(self, train: InMemoryImages | None, other: InMemoryImages, name: str):
         """One copy of each file in ``other``, none that also occurs in ``train``."""
         unique = first_unique(other.md5)
         keep = first_unique(other.md5, exclude=set() if train is None else set(train.md5))
-        self.counts[f"{name}_duplicates_dropped"] = len(other) - len(unique)
+        self.data_report[f"{name}_duplicates_dropped"] = len(other) - len(unique)
         if train is not None:
-            self.counts[f"{name}_in_train_dropped"] = len(unique) - len(keep)
+            self.data_report[f"{name}_in_train_dropped"] = len(unique) - len(keep)
         return train, other.subset(keep)
 
     def _fit_splits(self, sets: dict) -> dict:
@@ -369,19 +371,19 @@ class FolderDataModule(L.LightningDataModule):
         key = "train" if "train" in sets else "all"
         if self.dedup:
             keep = first_unique(pool.md5)
-            self.counts[f"{key}_duplicates_dropped"] = len(pool) - len(keep)
+            self.data_report[f"{key}_duplicates_dropped"] = len(pool) - len(keep)
             pool = pool.subset(keep)
             for name in ("test", "val"):
                 if name in sets:
                     sets[name] = self._dedup(pool, sets[name], name)[1]
-            log.info("dedup: dropped %s", {k: v for k, v in self.counts.items() if "dropped" in k})
+            log.info("dedup: dropped %s", {k: v for k, v in self.data_report.items() if "dropped" in k})
         val, test = sets.get("val"), sets.get("test")
         carved_test = False
         if test is None and val is not None:
             log.warning("%s has no test/ split: its val/ split is used as the held-out test set, "
                         "and a val split is carved from train", self.root)
             test, val = val, None
-            self.counts["test_from"] = "val/ folder"
+            self.data_report["test_from"] = "val/ folder"
         elif test is None:
             pool, test = self._carve(pool, self.test_fraction, "test")
             carved_test = True

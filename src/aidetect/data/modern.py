@@ -181,7 +181,8 @@ class ModernDataModule(L.LightningDataModule):
                  resize="random_crop", crop_size=224, eval_crops=3, image_size=None, batch_size=32, num_workers=2,
                  val_fraction=0.1, test_fraction=0.1, split_seed=0, balance=None, fraction=1.0,
                  holdout="auto", holdout_bits=4, near_bits=4, format_neutral=None, neutral_side=512, hflip=0.5,
-                 strict=False, min_side=8, data_dir="data", missing_hint=None, max_per_source=None, epoch_size=None):
+                 strict=False, min_side=8, data_dir="data", missing_hint=None, max_per_source=None, epoch_size=None,
+                 default_size=None):
         super().__init__()
         if root is None:
             root = default_root()
@@ -196,8 +197,10 @@ class ModernDataModule(L.LightningDataModule):
                               f"(it writes one), or point data.root at such a folder")
         if resize not in CROP_POLICIES + RESIZE_POLICIES:
             raise ConfigError(f"unknown data.resize={resize!r}; valid: {', '.join(CROP_POLICIES + RESIZE_POLICIES)}")
-        if resize in RESIZE_POLICIES and image_size is None:
-            raise ConfigError(f"data.resize={resize} needs data.image_size=[H,W] (or data.resize=random_crop)")
+        if resize in RESIZE_POLICIES and image_size is None:  # else the network's default input size
+            if default_size is None:
+                raise ConfigError(f"data.resize={resize} needs data.image_size=[H,W] (or data.resize=random_crop)")
+            image_size = default_size
         self.name, self.resize = name, resize
         self.crop_size, self.eval_crops = number("data.crop_size", crop_size, int), number("data.eval_crops", eval_crops, int)
         if self.crop_size < 8 or self.eval_crops < 1:
@@ -227,7 +230,7 @@ class ModernDataModule(L.LightningDataModule):
         self.splits: dict[str, InMemoryImages] = {}
         self.rows: dict[str, list[dict]] = {}
         self.skipped: list[tuple[str, str]] = []
-        self.counts: dict = {}
+        self.data_report: dict = {}
         self.train_set: CropTrainSet | None = None
 
     # --- what the model sees -----------------------------------------------------------------
@@ -287,7 +290,7 @@ class ModernDataModule(L.LightningDataModule):
     def select(self) -> list[dict]:
         """The manifest's usable rows, each with ``label`` 0/1, ``group`` and ``split``."""
         rows = read_manifest(self.root / "MANIFEST.csv")
-        self.counts = {"name": self.name, "root": str(self.root), "manifest_rows": len(rows)}
+        self.data_report = {"name": self.name, "root": str(self.root), "manifest_rows": len(rows)}
         if self.families is not None:
             rows = [r for r in rows if r["label"] == "REAL" or r["family"] in self.families]
         if self.content is not None:
@@ -311,7 +314,7 @@ class ModernDataModule(L.LightningDataModule):
                 dropped_holdout += 1
                 continue
             kept.append(dict(r, sha=sha, dhash=dh, width=w, height=h, y=int(r["label"] == "FAKE")))
-        self.counts |= {"skipped_unreadable": len(self.skipped), "holdout_dropped": dropped_holdout}
+        self.data_report |= {"skipped_unreadable": len(self.skipped), "holdout_dropped": dropped_holdout}
         if self.max_per_source:
             rng, by = random.Random(self.split_seed), {}
             for r in kept:
@@ -339,7 +342,7 @@ class ModernDataModule(L.LightningDataModule):
             key = min(group_key(m) for m in members)
             for m in members:
                 m["group"] = key
-        self.counts["groups"] = len(roots)
+        self.data_report["groups"] = len(roots)
 
     def assign(self, rows) -> dict[str, list[dict]]:
         leave = self.leave_out
@@ -407,25 +410,25 @@ class ModernDataModule(L.LightningDataModule):
             names = [r["path"] for r in rs]
             self.splits[name] = InMemoryImages(pub, y, names, [r["sha"] for r in rs])
             self.splits[f"{name}_neutral"] = InMemoryImages(neu, y, names, [r["sha"] for r in rs])
-            self.counts[f"{name}_padded"] = padded
+            self.data_report[f"{name}_padded"] = padded
         if "train" in parts:
             tr = parts["train"]
             self.train_set = CropTrainSet([self.root / r["path"] for r in tr], [r["y"] for r in tr], self.resize,
                                           self.crop_size, self.image_size, self.neutral, self.hflip)
-            self.counts["train_padded"] = sum(min(r["width"], r["height"]) < self.crop_size for r in tr) \
+            self.data_report["train_padded"] = sum(min(r["width"], r["height"]) < self.crop_size for r in tr) \
                 if self.resize in CROP_POLICIES else 0
         for name, rs in parts.items():
-            self.counts[name] = len(rs)
-            self.counts[f"{name}_fake"] = sum(r["y"] for r in rs)
-            self.counts[f"{name}_by_family"] = _tally(rs, "family")
-            self.counts[f"{name}_by_content"] = _tally(rs, "content")
-        self.counts["image_size"] = list(self.input_size)
-        self.counts["resize"] = self.resize
+            self.data_report[name] = len(rs)
+            self.data_report[f"{name}_fake"] = sum(r["y"] for r in rs)
+            self.data_report[f"{name}_by_family"] = _tally(rs, "family")
+            self.data_report[f"{name}_by_content"] = _tally(rs, "content")
+        self.data_report["image_size"] = list(self.input_size)
+        self.data_report["resize"] = self.resize
         if self.resize in CROP_POLICIES:
-            self.counts["eval_crops"] = f"{self.eval_crops}x{self.eval_crops} grid of {self.crop_size}px crops, mean logit"
+            self.data_report["eval_crops"] = f"{self.eval_crops}x{self.eval_crops} grid of {self.crop_size}px crops, mean logit"
         if self.neutral is not None:
-            self.counts["format_neutral"] = self.neutral.params()
-        log.info("modern data: %s", {k: v for k, v in self.counts.items() if not k.endswith(("_family", "_content"))})
+            self.data_report["format_neutral"] = self.neutral.params()
+        log.info("modern data: %s", {k: v for k, v in self.data_report.items() if not k.endswith(("_family", "_content"))})
 
     # --- loaders --------------------------------------------------------------------------
     def train_dataloader(self):

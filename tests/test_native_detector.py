@@ -88,3 +88,35 @@ def test_probe_writes_tables_and_matrix(tmp_path, monkeypatch):
     assert set(mx["cells"]["flux"]) == set(mx["test_families"]) and set(mx["lofo"]) == set(mx["test_families"])
     saved = json.loads((tmp_path / "probe" / "metrics.json").read_text())
     assert saved["probe"]["n_train"] == m["probe"]["n_train"] > 0
+
+
+def _fam(auroc, n_fake, n_real=50):
+    return {"auroc": auroc, "auroc_ci": [auroc - 0.05, min(1.0, auroc + 0.05)], "n_fake": n_fake, "n_real": n_real}
+
+
+def test_matrix_from_a_leave_family_out_sweep(tmp_path):
+    """A sweep over data.leave_out gives the cross-generator table: a run leaving out one family is that
+    family's leave-one-out cell, a run leaving out every family but A is row A, a source left out is ignored."""
+    from aidetect.breakdown import matrix_from_runs, write_matrices
+
+    def run(**fams):
+        return {"test": {"family": {f: _fam(*v) for f, v in fams.items()}},
+                "test_neutral": {"family": {f: _fam(v[0] - 0.1, v[1]) for f, v in fams.items()}}}
+
+    runs = [("family:flux", run(flux=(0.71, 300), sdxl=(0.99, 60), gan=(0.98, 40))),
+            ("family:sdxl", run(flux=(0.99, 40), sdxl=(0.82, 400), gan=(0.97, 40))),
+            (["family:sdxl", "family:gan"], run(flux=(0.995, 40), sdxl=(0.66, 400), gan=(0.55, 300))),
+            ("source:coco128", run(flux=(0.5, 40), sdxl=(0.5, 40), gan=(0.5, 40))),
+            (None, run(flux=(0.999, 40), sdxl=(0.998, 40), gan=(0.997, 20)))]
+    m = matrix_from_runs(runs, "test")
+    assert m["test_families"] == ["flux", "gan", "sdxl"]
+    assert m["lofo"]["flux"]["auroc"] == 0.71 and m["lofo"]["sdxl"]["auroc"] == 0.82 and "gan" not in m["lofo"]
+    assert m["cells"]["flux"]["gan"]["auroc"] == 0.55 and m["cells"]["flux"]["sdxl"]["n_fake"] == 400
+    assert "gan" not in m["cells"]["all"]  # 20 FAKE test images: under min_test=30
+    assert set(m["cells"]) == {"all", "flux"}
+    got = write_matrices(tmp_path, runs)
+    text = (tmp_path / "matrix.md").read_text()
+    assert "Leave-one-family-out mean AUROC: 0.765 over 2 families" in text
+    assert got["test_neutral"]["lofo"]["flux"]["auroc"] == pytest.approx(0.61)
+    assert (tmp_path / "matrix.png").is_file() and (tmp_path / "matrix_neutral.png").is_file()
+    assert write_matrices(tmp_path / "none", [(None, runs[-1][1])]) is None  # nothing left out: no table

@@ -297,3 +297,31 @@ def test_shared_modern_rebuilds_from_the_shared_folder(tmp_path):
     m = _manifest(tmp_path / "sm")
     assert len(m) + sum(rep.holdout.values()) + sum(rep.dup.values()) == 879
     assert sum(rep.holdout.values()) > 0                                     # the 4-bit dHash check finds some
+
+
+def test_scan_source_skips_blank_frames_and_groups_by_prompt(tmp_path):
+    """make.py's scanner: a safety filter's black frame is not a generator image (counted bad); a palette PNG
+    is scanned (its blank check runs on RGB); group_re ties one prompt across files."""
+    import io
+    import zipfile
+
+    def png(img, mode=None):
+        buf = io.BytesIO()
+        (img.convert(mode) if mode else img).save(buf, "PNG")
+        return buf.getvalue()
+
+    arc = tmp_path / "gen.zip"
+    with zipfile.ZipFile(arc, "w") as z:
+        z.writestr("a/0.png", png(_img(1, (96, 96))))
+        z.writestr("b/0.png", png(_img(2, (96, 96)), "P"))          # same prompt 0, palette mode
+        buf = io.BytesIO()
+        Image.new("RGB", (512, 512)).save(buf, "JPEG", quality=75)  # blank (NSFW filter) frame, > 200 bytes
+        z.writestr("a/1.jpg", buf.getvalue())
+        z.writestr("a/2.png", png(_img(3, (96, 96)).convert("P")))
+    stats = {}
+    rows = pool.scan_source(arc, "zip:gen.zip", "", ["*.png", "*.jpg"], "gen", "FAKE", "g", "flux", "other", "none",
+                            group_re=r"/(\d+)\.png$", dedup_bits=-1, stats=stats)
+    assert stats == {"candidates": 4, "holdout": 0, "dup": 0, "bad": 1}
+    assert sorted(r["repo_path"] for r in rows) == ["a/0.png", "a/2.png", "b/0.png"]
+    groups = {r["repo_path"]: r["group"] for r in rows}
+    assert groups["a/0.png"] == groups["b/0.png"] == "prompt:0" != groups["a/2.png"]

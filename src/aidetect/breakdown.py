@@ -12,6 +12,7 @@ resampled alone); rate CIs are Wilson intervals.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -161,3 +162,105 @@ def score_breakdown(model, datamodule, out, loggers=()) -> dict | None:
                     if c["auroc"] == c["auroc"]:
                         exp.add_scalar(f"{b['key']}/auroc_content_{con}", c["auroc"])
     return {b.pop("key"): b for b in tables.values()}
+
+
+def _matrix_cell(c: dict | None) -> str:
+    if not c or c["auroc"] != c["auroc"]:
+        return "–"
+    return f"{c['auroc']:.3f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] (n={c['n_fake']})"
+
+
+def matrix_markdown(m: dict) -> str:
+    """The cross-generator table: a row per training family, then the leave-one-family-out row."""
+    fams = m["test_families"]
+    lines = ["| train on \\ test on | " + " | ".join(fams) + " |", "|---|" + "---|" * len(fams)]
+    for a, cells in m["cells"].items():
+        lines.append(f"| {a} | " + " | ".join(_matrix_cell(cells.get(b)) for b in fams) + " |")
+    if m["lofo"]:
+        lines.append("| **all others (leave-one-family-out)** | "
+                     + " | ".join(_matrix_cell(m["lofo"].get(b)) for b in fams) + " |")
+        vals = [m["lofo"][b]["auroc"] for b in fams if b in m["lofo"]]
+        lines += ["", f"Leave-one-family-out mean AUROC: {np.mean(vals):.3f} over {len(vals)} families."]
+    n_real = {c["n_real"] for cells in [*m["cells"].values(), m["lofo"]] for c in cells.values()}
+    lines += ["", "Each cell: that family's FAKE test images against the REAL test images "
+              f"(n REAL = {', '.join(map(str, sorted(n_real)))}); AUROC [bootstrap 95% CI] (n FAKE)."]
+    return "\n".join(lines)
+
+
+def matrix_from_runs(runs: list[tuple], key: str = "test", min_test: int = 30) -> dict | None:
+    """The cross-generator table from training runs on manifest data, each ``(leave_out, breakdown)``
+    with ``leave_out`` the run's ``data.leave_out`` and ``breakdown`` its metrics.json block:
+    a run leaving out one family (``family:X``) is X's leave-one-family-out cell; a run leaving out
+    every family but A is the row "trained on A" (the left-out families' images are all in its test
+    split); a run leaving nothing out is the row "all". ``key``: test (as published) or test_neutral."""
+    cells, lofo, fams = {}, {}, set()
+
+    def cell(c):
+        return {"auroc": c["auroc"], "ci": c["auroc_ci"], "n_fake": c["n_fake"], "n_real": c["n_real"]}
+
+    for leave_out, b in runs:
+        if not b or key not in b:
+            continue
+        fam = {f: c for f, c in b[key]["family"].items() if c["n_fake"] >= min_test}
+        fams |= set(fam)
+        out = [leave_out] if isinstance(leave_out, str) else list(leave_out or [])
+        left = {v.split(":", 1)[1] for v in out if str(v).startswith("family:")}
+        if len(out) != len(left):
+            continue  # a REAL source left out: not a family row
+        trained = set(b[key]["family"]) - left
+        if not left:
+            cells["all"] = {f: cell(c) for f, c in fam.items()}
+        elif len(left) == 1 and next(iter(left)) in fam:
+            lofo[next(iter(left))] = cell(fam[next(iter(left))])
+        if len(trained) == 1:
+            cells[next(iter(trained))] = {f: cell(c) for f, c in fam.items()}
+    if not cells and not lofo:
+        return None
+    return {"train_families": sorted(cells), "test_families": sorted(fams),
+            "cells": dict(sorted(cells.items())), "lofo": dict(sorted(lofo.items()))}
+
+
+def heatmap(m: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aidetect.io import save_figure
+
+    nan = float("nan")
+    fams = m["test_families"]
+    rows = list(m["cells"]) + (["leave-out"] if m["lofo"] else [])
+    data = [[m["cells"][a].get(b, {}).get("auroc", nan) for b in fams] for a in m["cells"]]
+    if m["lofo"]:
+        data.append([m["lofo"].get(b, {}).get("auroc", nan) for b in fams])
+    fig, ax = plt.subplots(figsize=(1.4 * len(fams) + 2, 0.6 * len(rows) + 1.5))
+    im = ax.imshow(np.array(data, dtype=float), vmin=0.5, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(fams)), fams)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("test family (FAKE test images vs REAL test images)")
+    ax.set_ylabel("trained on")
+    for i, row in enumerate(data):
+        for j, v in enumerate(row):
+            if v == v:
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.8 else "k", fontsize=8)
+    fig.colorbar(im, ax=ax, label="AUROC")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def write_matrices(out: Path, runs: list[tuple]) -> dict | None:
+    """matrix.md (as published and format-neutral), matrix.png and matrix_neutral.png from the runs
+    of a leave-family-out sweep (``matrix_from_runs``); None, writing nothing, if no run left a family out."""
+    from aidetect.io import atomic_write
+
+    got = {key: matrix_from_runs(runs, key) for key in ("test", "test_neutral")}
+    if not any(m and (m["lofo"] or set(m["cells"]) - {"all"}) for m in got.values()):
+        return None
+    text = ["# Cross-generator table of the fine-tuned detector", ""]
+    for key, title, png in (("test", "as published", "matrix.png"), ("test_neutral", "format-neutral copies", "matrix_neutral.png")):
+        if got[key]:
+            text += [f"## {title}", "", matrix_markdown(got[key]), "", f"![{title}]({png})", ""]
+            heatmap(got[key], out / png, f"fine-tuned detector, {title}")
+    atomic_write(out / "matrix.md", "\n".join(text).encode())
+    return got

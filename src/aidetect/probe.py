@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from aidetect.breakdown import breakdown, breakdown_markdown
+from aidetect.breakdown import breakdown, breakdown_markdown, heatmap, matrix_markdown
 from aidetect.data.crops import CROP_POLICIES, crop_set
 from aidetect.data.images import fit_image, format_neutral, open_image
 from aidetect.io import atomic_write
@@ -113,45 +113,6 @@ def matrix(dm, rows, feats, C: float, min_train: int = 100, min_test: int = 30) 
         clf = _fit(ftr[keep], y_tr[keep], C)
         out["lofo"][b] = score(clf, b)
     return out
-
-
-def matrix_markdown(m: dict) -> str:
-    head = "| train on \\ test on | " + " | ".join(m["test_families"]) + " |"
-    lines = [head, "|---|" + "---|" * len(m["test_families"])]
-    for a, cells in m["cells"].items():
-        lines.append(f"| {a} | " + " | ".join(f"{c['auroc']:.3f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] (n={c['n_fake']})"
-                                             for c in cells.values()) + " |")
-    lines.append("| **all others (leave-one-family-out)** | " + " | ".join(
-        f"{m['lofo'][b]['auroc']:.3f} [{m['lofo'][b]['ci'][0]:.2f}, {m['lofo'][b]['ci'][1]:.2f}]" for b in m["test_families"]) + " |")
-    vals = [m["lofo"][b]["auroc"] for b in m["test_families"]]
-    lines.append("")
-    lines.append(f"Leave-one-family-out mean AUROC: {np.mean(vals):.3f} over {len(vals)} families.")
-    return "\n".join(lines)
-
-
-def heatmap(m: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from aidetect.io import save_figure
-
-    rows = list(m["cells"]) + ["leave-out"]
-    data = [[m["cells"][a][b]["auroc"] for b in m["test_families"]] for a in m["cells"]] + \
-        [[m["lofo"][b]["auroc"] for b in m["test_families"]]]
-    fig, ax = plt.subplots(figsize=(1.4 * len(m["test_families"]) + 2, 0.6 * len(rows) + 1.5))
-    im = ax.imshow(data, vmin=0.5, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(len(m["test_families"])), m["test_families"])
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("test family (FAKE test images vs REAL test images)")
-    ax.set_ylabel("trained on")
-    for i, row in enumerate(data):
-        for j, v in enumerate(row):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.8 else "k", fontsize=8)
-    fig.colorbar(im, ax=ax, label="AUROC")
-    ax.set_title(title, fontsize=9)
-    save_figure(fig, path)
 
 
 def run(cfg) -> dict:

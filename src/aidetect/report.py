@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
+from aidetect.breakdown import write_matrices
 from aidetect.io import atomic_write, save_figure
 
 METRICS = ("acc", "auroc", "f1")
@@ -45,7 +46,8 @@ def load_jobs(sweep: Path) -> tuple[list[dict], list[dict]]:
         overrides = dict(o.split("=", 1) for o in yaml.safe_load((d / ".hydra/overrides.yaml").read_text()) or []
                          if "=" in o)
         cfg = yaml.safe_load((d / ".hydra/config.yaml").read_text())
-        job = {"dir": d.name, "overrides": overrides, "seed": cfg["seed"]}
+        job = {"dir": d.name, "overrides": overrides, "seed": cfg["seed"],
+               "leave_out": (cfg.get("data") or {}).get("leave_out")}
         if (d / "metrics.json").is_file():
             job["metrics"] = json.loads((d / "metrics.json").read_text())
             if "acc" not in (job["metrics"].get("test") or {}):  # trained with test=false: nothing to compare
@@ -168,6 +170,8 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
     write_csv(sweep / "results.csv", result)
     atomic_write(sweep / "results.md", markdown(result).encode())
     plot(sweep / "results.png", result)
+    # a sweep over data.leave_out on manifest data: the cross-generator table and heatmaps too
+    result["matrix"] = write_matrices(sweep, [(j["leave_out"], j["metrics"].get("breakdown")) for j in done])
     return result
 
 

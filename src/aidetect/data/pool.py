@@ -647,7 +647,7 @@ def scan_source(git_dir: Path, repo: str, commit: str, patterns: list[str], sour
                 listing.append((path, meta.split()[3]))
     files = []
     for path, size in listing:
-        if not path.lower().endswith(IMAGE_EXTS) or size == "-":
+        if not path.lower().endswith(IMAGE_EXTS) or not size.isdigit():  # '-': a tree; 'BAD': absent from the mirror
             continue
         if not any(fnmatch.fnmatch(path, p) for p in patterns) or any(fnmatch.fnmatch(path, p) for p in exclude):
             continue
@@ -706,8 +706,8 @@ def scan_source(git_dir: Path, repo: str, commit: str, patterns: list[str], sour
         except Exception:
             stats["bad"] += 1
             continue
-        if min(img.size) < min_side:
-            stats["bad"] += 1
+        if min(img.size) < min_side or all(hi - lo <= 4 for lo, hi in img.convert("RGB").getextrema()):
+            stats["bad"] += 1  # too small, or blank (a safety filter's black frame is not a generator's image)
             continue
         pstem = Path(path).stem
         if (mm := re.match(r"^(.*)\.(\d+)$", pstem)):       # '<prompt>.<n>': keep the '.N__' convention

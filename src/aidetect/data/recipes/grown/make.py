@@ -80,20 +80,22 @@ SOURCES = [
 ]
 
 
-def main(mirrors: Path, shared: Path, only=()):
+def main(mirrors: Path, shared: Path, only=(), here: Path = HERE, sources=None, include: str = "shared_modern",
+         description: str = "shared_modern + fetched FLUX/SDXL/SD1.5/StyleGAN2/2022-era galleries and REAL "
+                            "portraits/photos (docs/data.md)", rebuild: str = "grown"):
+    """Scan each of ``sources`` (default: this recipe's) into ``here``/<name>.csv and write ``here``/recipe.yaml,
+    which includes ``include``; images already in that recipe are dropped as duplicates."""
     import subprocess
 
-    old_sources = (yaml.safe_load((HERE / "recipe.yaml").read_text()) or {}).get("sources", []) \
-        if (HERE / "recipe.yaml").is_file() else []
+    old_sources = (yaml.safe_load((here / "recipe.yaml").read_text()) or {}).get("sources", []) \
+        if (here / "recipe.yaml").is_file() else []
 
     hl = HashList.load(shared / "holdout_hashes.tsv")
-    _, base = load_recipe("shared_modern")
+    _, base = load_recipe(include)
     shas = {r["sha256"] for r in base}
     dh = [d for r in base if (d := parse_dhash(r["dhash64"])) is not None]
-    recipe = {"description": "shared_modern + fetched FLUX/SDXL/SD1.5/StyleGAN2/2022-era galleries and REAL "
-                             "portraits/photos (docs/data.md)", "max_bytes": 4 << 20,
-              "include": ["shared_modern"], "sources": []}
-    for s in SOURCES:
+    recipe = {"description": description, "max_bytes": 4 << 20, "include": [include], "sources": []}
+    for s in (SOURCES if sources is None else sources):
         s = dict(s)
         if s["repo"].startswith("zip:"):
             src = shared / s.pop("archive")
@@ -104,9 +106,9 @@ def main(mirrors: Path, shared: Path, only=()):
             s.pop("archive", None)
         stats = {}
         name = s.pop("name")
-        if only and name not in only and (HERE / f"{name}.csv").is_file():      # keep the manifest made before
+        if only and name not in only and (here / f"{name}.csv").is_file():      # keep the manifest made before
             import csv
-            rows = list(csv.DictReader(open(HERE / f"{name}.csv", newline="")))
+            rows = list(csv.DictReader(open(here / f"{name}.csv", newline="")))
             stats = next((x["scan"] for x in old_sources if x["manifest"] == f"{name}.csv"), {})
         else:
           rows = scan_source(src, s.pop("repo"), s.pop("commit"), s.pop("patterns"), name, holdout=hl,
@@ -114,10 +116,10 @@ def main(mirrors: Path, shared: Path, only=()):
         for r in rows:
             shas.add(r["sha256"]) if not r["tile"] else None
             dh.append(parse_dhash(r["dhash64"]))
-        write_recipe_csv(HERE / f"{name}.csv", rows)
+        write_recipe_csv(here / f"{name}.csv", rows)
         recipe["sources"].append({"manifest": f"{name}.csv", "rows": len(rows), "scan": stats})
         print(f"{name:22s} {len(rows):5d} rows  {stats}", flush=True)
-    (HERE / "recipe.yaml").write_text("# Rebuild: aidetect data get grown --from ../shared/data/modern --from "
+    (here / "recipe.yaml").write_text(f"# Rebuild: aidetect data get {rebuild} --from ../shared/data/modern --from "
                                       "../shared/data --from /work/.mirror   (or no --from: download)\n"
                                       + yaml.safe_dump(recipe, sort_keys=False))
 

@@ -120,3 +120,28 @@ def test_matrix_from_a_leave_family_out_sweep(tmp_path):
     assert got["test_neutral"]["lofo"]["flux"]["auroc"] == pytest.approx(0.61)
     assert (tmp_path / "matrix.png").is_file() and (tmp_path / "matrix_neutral.png").is_file()
     assert write_matrices(tmp_path / "none", [(None, runs[-1][1])]) is None  # nothing left out: no table
+
+
+def test_eval_scores_a_crop_grid_detector_with_its_own_crops(tmp_path, monkeypatch):
+    """eval.py on data=modern takes the checkpoint's crop size and grid (the shipped detector: 128 px, 3x3),
+    not data=modern's default 224-px crops; an explicit data.crop_size still wins."""
+    from test_modern import make_manifest_pool
+
+    from aidetect import evaluate as ev
+    from aidetect.config import compose
+    from aidetect.predict import default_checkpoint
+
+    seen = []
+    real = ev.build_datamodule
+
+    def spy(data_cfg, **kw):
+        seen.append((data_cfg.crop_size, data_cfg.eval_crops))
+        return real(data_cfg, **kw)
+
+    monkeypatch.setattr(ev, "build_datamodule", spy)
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=16)
+    common = [f"ckpt_path={default_checkpoint()}", "data=modern", f"data.root={root}", f"data.data_dir={tmp_path / 'c'}",
+              "data.num_workers=0", "data.holdout=none", "logger=none", "trainer.enable_progress_bar=false"]
+    ev.evaluate(compose("eval", common + [f"output_dir={tmp_path / 'a'}"]))
+    assert seen[-1] == (128, 3)
+    assert (tmp_path / "a" / "predictions.csv").is_file()

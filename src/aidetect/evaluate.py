@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 
 from aidetect.calibrate import logits_of, reliability_diagram, score
 from aidetect.config import ConfigError
+from aidetect.data.crops import CROP_POLICIES
 from aidetect.io import write_json
 from aidetect.module import SCHEMA_VERSION, load_detector
 from aidetect.predict import write_predictions
@@ -60,15 +61,16 @@ def carved_from(trained_data: dict, data_cfg) -> bool:
     return "all" in probe.layout()
 
 
-def image_size_given(cfg: DictConfig):
-    """data.image_size if the user set it (on the command line under Hydra; a dataset's own
-    default, e.g. data=flux's 720x1280, does not count), else None."""
+def given(cfg: DictConfig, key: str = "image_size", outside_hydra: bool = True):
+    """data.<key> if the user set it (on the command line under Hydra; a dataset's own default,
+    e.g. data=flux's 720x1280 or data=modern's crop_size 224, does not count), else None. Called
+    outside Hydra (a composed config), the value counts as given if ``outside_hydra``."""
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
         overrides = HydraConfig.get().overrides.task
-        return cfg.data.image_size if any(o.lstrip("+~").startswith("data.image_size=") for o in overrides) else None
-    return cfg.data.get("image_size")
+        return cfg.data.get(key) if any(o.lstrip("+~").startswith(f"data.{key}=") for o in overrides) else None
+    return cfg.data.get(key) if outside_hydra else None
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -78,14 +80,19 @@ def evaluate(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed)
     log.info("checkpoint %s: %s", cfg.ckpt_path, model.describe())
     data_cfg = cfg.data.copy()
-    given = image_size_given(cfg)
-    if given is None:  # the checkpoint's size and policy; its native size if that matches (reuses the cache)
+    size_given = given(cfg)
+    if size_given is None:  # the checkpoint's size and policy; its native size if that matches (reuses the cache)
         data_cfg.image_size, data_cfg.resize = None, model.hparams.resize
-    elif tuple(given) != model.input_size:
+        if model.hparams.resize in CROP_POLICIES and "crop_size" in data_cfg:  # a crop-grid detector: its grid
+            if given(cfg, "crop_size", outside_hydra=False) is None:
+                data_cfg.crop_size = int(model.input_size[0])
+            if given(cfg, "eval_crops", outside_hydra=False) is None and model.hparams.get("eval_crops"):
+                data_cfg.eval_crops = int(model.hparams.eval_crops)
+    elif tuple(size_given) != model.input_size:
         if type(model.net).fixed_input_size:
-            raise ConfigError(f"data.image_size={list(given)}: this checkpoint's {type(model.net).__name__} "
+            raise ConfigError(f"data.image_size={list(size_given)}: this checkpoint's {type(model.net).__name__} "
                               f"takes exactly {list(model.input_size)}; leave data.image_size unset to use it")
-        type(model.net).check_input_size(given)
+        type(model.net).check_input_size(size_given)
     split = cfg.get("split", "auto")
     if split not in ("auto", "whole", "held_out"):
         raise ConfigError(f"split={split!r}; valid: auto, whole (every image of the folder), held_out (the test "
@@ -99,7 +106,7 @@ def evaluate(cfg: DictConfig) -> dict:
             if key in trained_data and key in data_cfg:
                 data_cfg[key] = trained_data[key]
     datamodule = build_datamodule(data_cfg, default_size=model.input_size)
-    if given is None:
+    if size_given is None:
         datamodule.prepare_data()
         if datamodule.peek_size() != model.input_size:
             datamodule.image_size = model.input_size

@@ -379,11 +379,17 @@ class ModernDataModule(L.LightningDataModule):
                 log.info("decoding the %s split (%d images) once: %s", split, len(rows), cache)
                 jobs = [(str(self.root / r["path"]), policy, size, self.image_size, self.eval_crops, self.neutral_side)
                         for r in rows]
+                pub = neu = None
+                padded = 0
                 with ProcessPoolExecutor(min(4, os.cpu_count() or 1)) as ex:
-                    res = list(ex.map(_eval_item, jobs, chunksize=4))
-                pub = torch.from_numpy(np.stack([a[0][0] for a in res]))
-                neu = torch.from_numpy(np.stack([a[1][0] for a in res]))
-                torch_save({"published": pub, "neutral": neu, "padded": sum(a[0][1] for a in res)}, cache)
+                    # filled as results arrive: memory is the two tensors, not also a list of every crop set
+                    for i, ((a, pad), (b, _)) in enumerate(ex.map(_eval_item, jobs, chunksize=4)):
+                        if pub is None:
+                            pub = torch.empty((len(jobs), *a.shape), dtype=torch.uint8)
+                            neu = torch.empty((len(jobs), *b.shape), dtype=torch.uint8)
+                        pub[i], neu[i] = torch.from_numpy(a), torch.from_numpy(b)
+                        padded += pad
+                torch_save({"published": pub, "neutral": neu, "padded": padded}, cache)
             data = torch.load(cache, weights_only=True)
         return data["published"], data["neutral"], int(data["padded"])
 

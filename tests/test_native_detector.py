@@ -145,3 +145,6 @@ def test_eval_scores_a_crop_grid_detector_with_its_own_crops(tmp_path, monkeypat
     ev.evaluate(compose("eval", common + [f"output_dir={tmp_path / 'a'}"]))
     assert seen[-1] == (128, 3)
     assert (tmp_path / "a" / "predictions.csv").is_file()
+    got = json.loads((tmp_path / "a" / "metrics.json").read_text())["breakdown"]  # per family, as train.py writes
+    assert set(got) == {"test", "test_neutral"} and set(got["test"]["family"]) == {"flux", "sdxl"}
+    assert "family flux" in (tmp_path / "a" / "breakdown.md").read_text()

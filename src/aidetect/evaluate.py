@@ -147,9 +147,15 @@ def evaluate(cfg: DictConfig) -> dict:
                                         published=probs, out=out, names=test.names,
                                         **{k: int(v) for k, v in opts.items()})
     saved = model.run_config or {}
+    breakdown = None
+    if getattr(datamodule, "rows", None):  # manifest data: per family, per content, per REAL source (breakdown.md)
+        from aidetect.breakdown import score_breakdown
+
+        breakdown = score_breakdown(model, datamodule, out, loggers)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},
+        **({"breakdown": breakdown} if breakdown else {}),
         "threshold": threshold,
         "temperature": model.hparams.temperature,
         "robustness": robustness,

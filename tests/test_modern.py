@@ -238,3 +238,23 @@ def test_shared_pool_splits_by_prompt(tmp_path):
         for r in rows:
             assert where.setdefault(group_key(r), split) == split
     assert {"flux", "sdxl"} <= {r["family"] for r in parts["test"]}
+
+
+def test_class_family_balance_weights_families_by_sqrt_size():
+    """balance=class_family: each class half of the draws; inside FAKE a family's share grows with the square
+    root of its size (400 vs 100 images: 2/3 vs 1/3, not 4/5 vs 1/5); REAL sources likewise."""
+    from aidetect.data.modern import ModernDataModule
+
+    dm = ModernDataModule.__new__(ModernDataModule)
+    dm.balance = "class_family"
+    rows = ([{"y": 1, "family": "flux", "source_name": "a", "content": "photo"}] * 400
+            + [{"y": 1, "family": "sd3", "source_name": "b", "content": "art"}] * 100
+            + [{"y": 0, "family": "real", "source_name": "r1", "content": "photo"}] * 90
+            + [{"y": 0, "family": "real", "source_name": "r2", "content": "photo"}] * 10)
+    w = np.array(dm.sample_weights(rows))
+    assert w[:500].sum() == pytest.approx(w[500:].sum())                    # classes half each
+    assert w[:400].sum() / w[:500].sum() == pytest.approx(2 / 3)            # sqrt(400) : sqrt(100)
+    assert w[500:590].sum() / w[500:].sum() == pytest.approx(3 / 4)         # sqrt(90) : sqrt(10)
+    dm.balance = "class"
+    w = np.array(dm.sample_weights(rows))
+    assert w[:400].sum() / w[:500].sum() == pytest.approx(4 / 5) and w[:500].sum() == pytest.approx(w[500:].sum())

@@ -216,8 +216,9 @@ class ModernDataModule(L.LightningDataModule):
         self.content = None if content is None else [str(c) for c in ([content] if isinstance(content, str) else content)]
         self.sources = None if sources is None else [str(s) for s in ([sources] if isinstance(sources, str) else sources)]
         self.leave_out = parse_leave_out(leave_out)
-        if balance not in (None, "class", "class_content"):
+        if balance not in (None, "class", "class_content", "class_family"):
             raise ConfigError(f"data.balance={balance!r}; valid: null, class (each class half of every epoch), "
+                              f"class_family (each class half; FAKE families and REAL sources by sqrt of size), "
                               f"class_content (each label x content cell equally often)")
         self.balance = balance
         self.holdout = holdout
@@ -448,12 +449,26 @@ class ModernDataModule(L.LightningDataModule):
             sampler = RandomSampler(ds, replacement=False, num_samples=min(self.epoch_size, len(ds)))
         if self.balance:
             rows = self.rows["train"]
-            cell = [(r["y"],) if self.balance == "class" else (r["y"], r["content"]) for r in rows]
-            freq = {c: cell.count(c) for c in set(cell)}
-            sampler = WeightedRandomSampler([1.0 / freq[c] for c in cell], num_samples=self.epoch_size or len(rows),
+            sampler = WeightedRandomSampler(self.sample_weights(rows), num_samples=self.epoch_size or len(rows),
                                             replacement=True)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=len(ds) > self.batch_size,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def sample_weights(self, rows: list[dict]) -> list[float]:
+        """Per training row, for ``balance``: class = each class half of every draw; class_content = each
+        label x content cell equally often; class_family = each class half, and inside it each FAKE family
+        (each REAL source) drawn in proportion to the square root of its size: small generators are seen
+        more often than their count gives, without repeating a handful of images endlessly."""
+        from collections import Counter
+
+        if self.balance == "class_family":
+            cell = [(r["y"], r["family"] if r["y"] else r["source_name"]) for r in rows]
+            freq = Counter(cell)
+            z = {y: sum(n ** 0.5 for c, n in freq.items() if c[0] == y) for y in {c[0] for c in freq}}
+            return [1.0 / (freq[c] ** 0.5 * z[c[0]]) for c in cell]
+        cell = [(r["y"],) if self.balance == "class" else (r["y"], r["content"]) for r in rows]
+        freq = Counter(cell)
+        return [1.0 / freq[c] for c in cell]
 
     def _eval_loader(self, split):
         from torch.utils.data import BatchSampler, SequentialSampler

@@ -1,0 +1,154 @@
+"""Training throughput on data=modern against the same model's training step on tensors in memory,
+and the loader's peak memory at 1x and 4x the pool (issue 28, item 5).
+
+    python benchmarks/modern_loader_speed.py --root data/grown [--n 960] [--repeats 2] [--crop 128]
+
+Both rows run the shipped recipe's step (experiment=modern_detector: EfficientNet-Lite0 cut at stride
+16, AdamW, batch 32, channels-last) on 2 threads, alternated and repeated (median reported):
+
+  memory   the step on uint8 crops already in memory (one batch drawn from the loader beforehand, reused);
+  loader   the same step fed by ModernDataModule.train_dataloader(): 2 worker processes decode each
+           file, re-encode it format-neutrally (augment=format_neutral) and take one random native crop,
+           as train.py's training epochs do (Lightning's own loop and callbacks not included).
+
+The ratio loader / memory is issue 28's figure (target >= 0.85). --rss runs, in a fresh child each, one
+pass of --n images through the loader over --rss-rows rows of the pool's manifest and over a manifest
+listing each of them 4 times (the same files, so the dataset grows 4x while the images per batch stay the same): peak
+resident memory of the child and its workers (getrusage), which must stay flat (target within 10%).
+Not a timed test: this machine's speed moves, so read the spread.
+"""
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def build(root: str, crop: int, workers: int, n: int):
+    from aidetect.config import compose
+    from aidetect.module import Detector, build_recipe
+    from aidetect.runs import build_datamodule
+    from aidetect.train import plain
+
+    cfg = compose("train", ["experiment=modern_detector", f"data.root={root}", f"data.crop_size={crop}",
+                            f"data.num_workers={workers}", f"data.epoch_size={n}", "data.holdout=none"])
+    dm = build_datamodule(cfg.data)
+    dm.assign = _train_only(dm.assign)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    model = Detector(net=plain(cfg.model.net), view={"name": "none"}, optimizer=plain(cfg.model.optimizer),
+                     input_size=(crop, crop), channels_last=True)
+    recipe = build_recipe(model.hparams.optimizer, None, model.parameters(), total_steps=10_000)
+    opt = recipe["optimizer"] if isinstance(recipe, dict) else recipe
+    return dm, model, opt
+
+
+def _train_only(assign):
+    """The benchmark times the training path only: val/test splits are not decoded."""
+    def wrapped(rows):
+        parts = assign(rows)
+        return {"train": parts["train"]}
+    return wrapped
+
+
+def step(model, opt, x, y):
+    loss = model.loss(model(x), y.float())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def memory_row(model, opt, batch, n: int) -> float:
+    x, y = batch
+    steps = n // len(x)
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step(model, opt, x, y)
+    return steps * len(x) / (time.perf_counter() - t0)
+
+
+def loader_row(model, opt, dm, n: int) -> float:
+    model.train()
+    seen, t0 = 0, time.perf_counter()
+    for x, y in dm.train_dataloader():
+        step(model, opt, x, y)
+        seen += len(x)
+        if seen >= n:
+            break
+    return seen / (time.perf_counter() - t0)
+
+
+def rss_child(root: str, crop: int, n: int) -> None:
+    """One pass of n images through the loader (no model); prints peak RSS of this process and its children."""
+    dm, _, _ = build(root, crop, 2, n)
+    for i, _ in enumerate(dm.train_dataloader()):
+        pass
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"self_mb": round(me, 1), "worker_mb": round(kids, 1)}))
+
+
+def rss_rows(root: Path, crop: int, n: int, base: int) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = list(csv.DictReader(open(root / "MANIFEST.csv", newline="")))[::-1][:base]  # both classes
+        for k in (1, 4):
+            pool = Path(tmp) / f"x{k}"
+            pool.mkdir()
+            for d in ("FAKE", "REAL"):
+                (pool / d).symlink_to((root / d).resolve())
+            with open(pool / "MANIFEST.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                for i in range(k):
+                    for r in rows:  # the same file under a new name and hash: a distinct row, same pixels
+                        w.writerow({**r, "sha256": f"{r['sha256'][:60]}{i:04d}"})
+            res = subprocess.run([sys.executable, __file__, "--rss-child", str(pool), "--crop", str(crop), "--n", str(n)],
+                                 capture_output=True, text=True, check=True, cwd=tmp)
+            out[f"x{k}"] = {"rows": len(rows) * k, **json.loads(res.stdout.strip().splitlines()[-1])}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default="data/grown")
+    ap.add_argument("--n", type=int, default=960, help="images per timed row")
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--rss", action="store_true", help="also the loader's peak memory at 1x and 4x the pool")
+    ap.add_argument("--rss-rows", type=int, default=1500, help="rows of the pool's manifest taken as 1x")
+    ap.add_argument("--rss-child", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help="write the result as JSON here")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    if a.rss_child:
+        return rss_child(a.rss_child, a.crop, a.n)
+    dm, model, opt = build(a.root, a.crop, 2, a.n * (a.repeats + 1))
+    batch = next(iter(dm.train_dataloader()))
+    memory_row(model, opt, batch, 64)  # warm-up (allocator, kernels)
+    rates = {"memory": [], "loader": []}
+    for _ in range(a.repeats):
+        rates["memory"].append(memory_row(model, opt, batch, a.n))
+        rates["loader"].append(loader_row(model, opt, dm, a.n))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    result = {"root": a.root, "n": a.n, "crop": a.crop, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+              "images_per_second": rates, "median": med, "ratio_loader_over_memory": med["loader"] / med["memory"]}
+    if a.rss:
+        result["peak_rss"] = rss_rows(Path(a.root), a.crop, a.n, a.rss_rows)
+    print(json.dumps(result, indent=1))
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -131,9 +131,12 @@ def breakdown_markdown(tables: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def score_breakdown(model, datamodule, out, loggers=()) -> dict | None:
+def score_breakdown(model, datamodule, out, loggers=(), known: dict | None = None,
+                    threshold: float | None = None) -> dict | None:
     """For a datamodule with manifest rows (data=modern, data=flux): the test split's breakdown as
-    published and as format-neutral copies, written to ``out/breakdown.md`` and logged to TensorBoard."""
+    published and as format-neutral copies, written to ``out/breakdown.md`` and logged to TensorBoard.
+    ``known``: raw logits already computed for a split (``{"test": ...}``), not scored again;
+    ``threshold``: on P(FAKE), default the model's."""
     from pathlib import Path
 
     from aidetect.io import atomic_write
@@ -142,12 +145,15 @@ def score_breakdown(model, datamodule, out, loggers=()) -> dict | None:
     rows = getattr(datamodule, "rows", {}).get("test")
     if not rows:
         return None
-    thr, temp = float(model.hparams.threshold), float(model.hparams.temperature)
+    thr = float(model.hparams.threshold if threshold is None else threshold)
+    temp = float(model.hparams.temperature)
     tables = {}
     for key, title in (("test", "as published"), ("test_neutral", "format-neutral copies (short side "
                                                                    f"{getattr(datamodule, 'neutral_side', '?')}, JPEG q90)")):
         if key in datamodule.splits:
-            logits = logits_of(model, datamodule.splits[key].images, batch_size=32)
+            logits = (known or {}).get(key)
+            if logits is None:
+                logits = logits_of(model, datamodule.splits[key].images, batch_size=32)
             tables[title] = breakdown(rows, logits, thr, temp)
             tables[title]["key"] = key
     atomic_write(Path(out) / "breakdown.md", breakdown_markdown(tables).encode())

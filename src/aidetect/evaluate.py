@@ -121,7 +121,8 @@ def evaluate(cfg: DictConfig) -> dict:
         raise ConfigError(f"threshold={threshold}: give a probability between 0 and 1")
     test = datamodule.splits["test"]
     # Per image, as `aidetect predict` computes them (fp32): the probabilities agree.
-    probs = model.probability(logits_of(model, test.images) if logits is None else logits)
+    logits = logits_of(model, test.images) if logits is None else logits
+    probs = model.probability(logits)
     extra = score(probs, test.labels, threshold)
     results.update({f"test/{k}": v for k, v in extra.items() if f"test/{k}" not in results})
     write_predictions(out / "predictions.csv", test.names, probs, threshold, test.labels)
@@ -151,7 +152,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if getattr(datamodule, "rows", None):  # manifest data: per family, per content, per REAL source (breakdown.md)
         from aidetect.breakdown import score_breakdown
 
-        breakdown = score_breakdown(model, datamodule, out, loggers)
+        breakdown = score_breakdown(model, datamodule, out, loggers, known={"test": logits}, threshold=threshold)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "test": {k.split("/", 1)[1]: v for k, v in results.items()},

@@ -195,7 +195,8 @@ def _train(cfg: DictConfig) -> dict:
 
     breakdown = None
     if cfg.get("test") and trainer.is_global_zero and getattr(datamodule, "rows", None):  # manifest data: per family
-        breakdown = score_breakdown(tested, datamodule, out, trainer.loggers)
+        breakdown = score_breakdown(tested, datamodule, out, trainer.loggers,
+                                    known={"test": test_logits} if test_logits is not None else None)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "config_sha": sha,

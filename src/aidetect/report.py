@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
-from aidetect.breakdown import write_matrices
 from aidetect.io import atomic_write, save_figure
 
 METRICS = ("acc", "auroc", "f1")
@@ -171,6 +170,8 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
     atomic_write(sweep / "results.md", markdown(result).encode())
     plot(sweep / "results.png", result)
     # a sweep over data.leave_out on manifest data: the cross-generator table and heatmaps too
+    from aidetect.breakdown import write_matrices  # here: `aidetect --help` imports report.py, never torch
+
     result["matrix"] = write_matrices(sweep, [(j["leave_out"], j["metrics"].get("breakdown")) for j in done])
     return result
 

@@ -4,6 +4,7 @@ settings files through the package and runs `aidetect --help` and one fast_dev_r
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +38,13 @@ def test_a_non_editable_install_runs_help_and_a_fast_dev_run(tmp_path):
     # --without-pip: the machine's own pip and setuptools build the wheel (a venv's bundled ones are older)
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     py, aidetect = venv / "bin/python", venv / "bin/aidetect"
+    # ...and the packages of the environment running the tests (torch, a setuptools that builds wheels), after
+    # its own: a venv made from a venv would otherwise see only the base interpreter's site-packages
+    import sysconfig
+
+    own = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    (Path(own) / "_borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(src)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

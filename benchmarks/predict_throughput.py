@@ -6,7 +6,7 @@ Writes N generated photo-like JPEGs (side x side, quality 90) into a temporary f
 the detector once, then times, interleaved and repeated (the median is reported):
 
   decode + model alone: every file through the one decode path (``predict.load_image``:
-      ``open_image`` then the checkpoint's resize), on the same thread pool predict uses, then
+      ``open_image`` then the checkpoint's resize or crop grid), on the same thread pool predict uses, then
       the model on the decoded batch; the two timed apart and added (no overlap, no listing,
       no output);
   predict: ``find_images`` (every file sniffed by content) -> ``predict_files`` (batches of
@@ -51,7 +51,9 @@ def time_alone(model, files, size, policy, workers, batch_size):
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:  # predict's own decode pool
-        loaded = list(pool.map(lambda p: load_image(p, size, policy), files))
+        # the checkpoint's crop grid (k x k crops per image for a native-crop detector), as predict decodes it
+        crops = int(model.hparams.get("eval_crops", 1))
+        loaded = list(pool.map(lambda p: load_image(p, size, policy, crops=crops), files))
     t_decode = time.perf_counter() - t0
     batch = torch.from_numpy(np.stack([a for a, _, _ in loaded]))
     t0 = time.perf_counter()

@@ -148,3 +148,40 @@ def test_eval_scores_a_crop_grid_detector_with_its_own_crops(tmp_path, monkeypat
     got = json.loads((tmp_path / "a" / "metrics.json").read_text())["breakdown"]  # per family, as train.py writes
     assert set(got) == {"test", "test_neutral"} and set(got["test"]["family"]) == {"flux", "sdxl"}
     assert "family flux" in (tmp_path / "a" / "breakdown.md").read_text()
+
+
+def test_ship_names_slims_and_records_golden_rows(tmp_path):
+    """`aidetect ship`: an fp16 inference copy that names itself and scores like the original (within fp16), and
+    golden rows = validation images of the training run's own split that are also in the shared pool, half per class."""
+    import argparse
+    from types import SimpleNamespace
+
+    from test_modern import make_manifest_pool
+
+    from aidetect.module import load_detector
+    from aidetect.predict import default_checkpoint, predict_files
+    from aidetect.ship import cmd_ship, golden_rows
+
+    out = tmp_path / "re-shipped.ckpt"
+    args = argparse.Namespace(ckpt=str(default_checkpoint()), name="test-detector", version="9.9", out=str(out),
+                              golden=0, golden_out=None, shared=str(tmp_path / "none"))
+    assert cmd_ship(args) == 0
+    again, orig = load_detector(out), load_detector(default_checkpoint())
+    assert again.detector_id == "test-detector 9.9" and again.hparams.optimizer is None
+    img = tmp_path / "x.png"
+    Image.new("RGB", (200, 160), (90, 140, 30)).save(img)
+    p1, p2 = (next(iter(predict_files(m, [img])))["p_fake"] for m in (again, orig))
+    assert abs(p1 - p2) < 2e-3
+
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=24)
+    model = SimpleNamespace(run_config={"data": {"_target_": "aidetect.data.modern.ModernDataModule", "root": str(root),
+                                                 "holdout": "none", "data_dir": str(tmp_path / "c")}})
+    rows = golden_rows(model, root, 4)
+    assert [r["label"] for r in rows] == ["FAKE", "FAKE", "REAL", "REAL"]
+    from aidetect.data.modern import ModernDataModule
+
+    dm = ModernDataModule(root=root, holdout="none", data_dir=tmp_path / "c")
+    val = {r["sha"] for r in dm.assign(dm.select())["val"]}
+    assert all(r["sha256"] in val for r in rows)
+    with pytest.raises(Exception, match="run config"):
+        golden_rows(SimpleNamespace(run_config=None), root, 4)

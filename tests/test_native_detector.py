@@ -185,3 +185,21 @@ def test_ship_names_slims_and_records_golden_rows(tmp_path):
     assert all(r["sha256"] in val for r in rows)
     with pytest.raises(Exception, match="run config"):
         golden_rows(SimpleNamespace(run_config=None), root, 4)
+
+
+def test_breakdown_from_two_runs_predictions_pairs_them_on_common_images(tmp_path):
+    """python -m aidetect.breakdown: two detectors' predictions.csv re-tabled on the images both scored."""
+    from aidetect.breakdown import from_predictions
+
+    (tmp_path / "MANIFEST.csv").write_text(
+        "path,label,source_name,family,content\nf1,FAKE,a,flux,photo\nf2,FAKE,b,sd3,art\nr1,REAL,c,real,photo\n"
+        "r2,REAL,c,real,art\nx,FAKE,a,flux,photo\n")
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("path,true_label,p_fake,label\nf1,FAKE,0.9,FAKE\nf2,FAKE,0.2,REAL\nr1,REAL,0.1,REAL\nr2,REAL,0.6,FAKE\n"
+                 "x,FAKE,0.9,FAKE\n")
+    b.write_text("path,true_label,p_fake,label\nf1,FAKE,0.8,FAKE\nf2,FAKE,0.7,FAKE\nr1,REAL,0.1,REAL\nr2,REAL,0.3,REAL\n")
+    got = from_predictions(tmp_path, [(a, 0.5), (b, 0.5)])
+    ta, tb = got[str(a)], got[str(b)]
+    assert ta["n"] == tb["n"] == 4                       # x: scored by a only, left out
+    assert ta["family"]["sd3"]["auroc"] == 0.5 and tb["family"]["sd3"]["auroc"] == 1.0
+    assert ta["overall"]["fpr"] == 0.5 and tb["overall"]["fpr"] == 0.0

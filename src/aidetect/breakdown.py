@@ -270,3 +270,44 @@ def write_matrices(out: Path, runs: list[tuple]) -> dict | None:
             heatmap(got[key], out / png, f"fine-tuned detector, {title}")
     atomic_write(out / "matrix.md", "\n".join(text).encode())
     return got
+
+
+def from_predictions(pool: Path, runs: list[tuple[Path, float]]) -> dict:
+    """The breakdown of several runs' predictions.csv (train.py, eval.py) on the images all of them scored,
+    rows labelled from the pool's MANIFEST.csv: a paired comparison of detectors on the same test images.
+    ``runs``: (predictions.csv, threshold on P(FAKE)) each; the file's p_fake is already calibrated."""
+    import csv
+
+    man = {r["path"]: r for r in csv.DictReader(open(Path(pool) / "MANIFEST.csv", newline=""))}
+    preds = [{r["path"]: float(r["p_fake"]) for r in csv.DictReader(open(f, newline=""))} for f, _ in runs]
+    common = [p for p in preds[-1] if all(p in q for q in preds)]
+    rows = [{"family": man[p]["family"], "content": man[p]["content"], "source_name": man[p]["source_name"],
+             "y": int(man[p]["label"] == "FAKE")} for p in common]
+    out = {}
+    for (f, thr), q in zip(runs, preds):
+        p = torch.tensor([min(max(q[k], 1e-7), 1 - 1e-7) for k in common], dtype=torch.float64)
+        out[str(f)] = breakdown(rows, torch.log(p / (1 - p)), threshold=thr)
+    return out
+
+
+def main(argv=None) -> int:
+    """python -m aidetect.breakdown --pool data/broad RUN_A/predictions.csv:0.337 RUN_B/predictions.csv:0.470"""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--pool", required=True, help="the pool (its MANIFEST.csv labels the rows)")
+    ap.add_argument("runs", nargs="+", help="predictions.csv:threshold, one per detector")
+    ap.add_argument("--out", help="write the markdown here")
+    a = ap.parse_args(argv)
+    runs = [(Path(r.rsplit(":", 1)[0]), float(r.rsplit(":", 1)[1])) for r in a.runs]
+    text = breakdown_markdown(from_predictions(Path(a.pool), runs))
+    if a.out:
+        from aidetect.io import atomic_write
+
+        atomic_write(Path(a.out), text.encode())
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

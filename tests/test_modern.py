@@ -174,6 +174,31 @@ def test_format_neutral_reencodes_both_classes(tmp_path):
         FormatNeutral(jpeg_quality=(0, 101))
 
 
+def test_format_neutral_window_crop_matches_the_whole_image_path():
+    """FormatNeutral.crop re-encodes only a block-aligned window around the crop (the loader's speed-up):
+    same draws, and for JPEG the whole-image path's pixels (bit for bit without a rescale; with one, the
+    windowed bicubic differs only in float rounding)."""
+    import random
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:300, 0:260]
+    smooth = np.stack([xx * 0.9, yy * 0.8, (xx + yy) * 0.45], -1)
+    img = Image.fromarray(np.clip(smooth + rng.normal(0, 25, smooth.shape), 0, 255).astype(np.uint8))
+    for kw, exact in ((dict(scale=(1, 1)), True), (dict(scale=(0.55, 0.9)), False)):
+        fn = FormatNeutral(p=1.0, jpeg_quality=(60, 95), **kw)
+        for seed in range(6):
+            r = random.Random(seed)
+            whole, _ = random_crop(fn(img, r), 64, r)
+            r2 = random.Random(seed)
+            window, padded = fn.crop(img, 64, r2)
+            assert window.shape == (3, 64, 64) and not padded and r2.random() == r.random()  # same draws
+            diff = np.abs(whole.astype(int) - window)
+            assert diff.max() == 0 if exact else diff.mean() < 0.05, (kw, seed, diff.max(), diff.mean())
+    webp = FormatNeutral(p=1.0, jpeg_quality=(80, 80), webp=1.0).crop(img, 64, random.Random(0))[0]
+    assert webp.shape == (3, 64, 64) and webp.dtype == np.uint8
+    small, padded = FormatNeutral(p=1.0, scale=(0.5, 0.5)).crop(img.resize((100, 90)), 64, random.Random(0))
+    assert padded and small.shape == (3, 64, 64)  # 50x45 after the rescale: the whole-image path pads
+
+
 def test_eval_averages_crop_logits(tmp_path):
     from aidetect.module import Detector
 

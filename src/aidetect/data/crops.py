@@ -86,25 +86,60 @@ class FormatNeutral:
         return {"p": self.p, "scale": list(self.scale), "jpeg_quality": list(self.quality), "webp": self.webp,
                 **({"short_side": list(self.short_side)} if self.short_side else {})}
 
-    def __call__(self, img: Image.Image, rng: random.Random) -> Image.Image:
-        if rng.random() >= self.p:
-            return img
+    def _draw(self, img: Image.Image, rng: random.Random) -> tuple[float, int, bool]:
+        """The scale, quality and codec of one image, in the order every path draws them."""
         s = rng.uniform(*self.scale)
         if self.short_side:  # a common target size for both classes, never upscaled: sizes stop telling them apart
             s = min(1.0, rng.uniform(*self.short_side) / min(img.size))
         if self.min_side:
             s = max(s, min(1.0, self.min_side / min(img.size)))
-        if abs(s - 1) > 1e-3:
-            img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BICUBIC)
-        buf = io.BytesIO()
-        q = rng.randint(*self.quality)
-        if rng.random() < self.webp:
-            img.save(buf, "WEBP", quality=q)
-        else:
-            img.save(buf, "JPEG", quality=q)
+        return s, rng.randint(*self.quality), rng.random() < self.webp
+
+    @staticmethod
+    def _encode(img: Image.Image, q: int, webp: bool) -> Image.Image:
         from aidetect.data.images import open_image
 
+        buf = io.BytesIO()
+        img.save(buf, "WEBP" if webp else "JPEG", quality=q)
         return open_image(buf.getvalue(), min_side=0)
+
+    def __call__(self, img: Image.Image, rng: random.Random) -> Image.Image:
+        if rng.random() >= self.p:
+            return img
+        s, q, webp = self._draw(img, rng)
+        if abs(s - 1) > 1e-3:
+            img = img.resize(_scaled(img.size, s), Image.BICUBIC)
+        return self._encode(img, q, webp)
+
+    def crop(self, img: Image.Image, size: int, rng: random.Random) -> tuple[np.ndarray, bool]:
+        """``random_crop(self(img, rng), size, rng)`` with the same draws, at a fraction of the cost:
+        only a window around the crop is rescaled, encoded and decoded. The window is aligned to the
+        16-px JPEG block grid of the whole rescaled image and has a 16-px margin (chroma upsampling reads
+        neighbouring blocks), so for JPEG the crop has the whole-image path's pixels (tests/test_modern.py
+        checks it); lossy WebP predicts across blocks, so there it is the same codec and quality on a
+        smaller canvas. Both classes take this path alike: it adds no cue."""
+        if rng.random() >= self.p:
+            return random_crop(img, size, rng)
+        s, q, webp = self._draw(img, rng)
+        w, h = _scaled(img.size, s) if abs(s - 1) > 1e-3 else img.size
+        if w < size or h < size:  # padded: rare, take the whole-image path
+            small = img.resize((w, h), Image.BICUBIC) if (w, h) != img.size else img
+            return random_crop(self._encode(small, q, webp), size, rng)
+        x, y = rng.randint(0, w - size), rng.randint(0, h - size)
+        m = 16
+        x0, y0 = max(0, (x - m) // m * m), max(0, (y - m) // m * m)
+        x1, y1 = min(w, -(-(x + size + m) // m) * m), min(h, -(-(y + size + m) // m) * m)
+        if (w, h) != img.size:  # resize only the window; the filter still reads the pixels around it
+            sx, sy = img.width / w, img.height / h
+            window = img.resize((x1 - x0, y1 - y0), Image.BICUBIC, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
+        else:
+            window = img.crop((x0, y0, x1, y1))
+        arr = np.asarray(self._encode(window, q, webp), dtype=np.uint8)[y - y0:y - y0 + size, x - x0:x - x0 + size]
+        return arr.transpose(2, 0, 1).copy(), False
+
+
+def _scaled(wh: tuple[int, int], s: float) -> tuple[int, int]:
+    return max(1, round(wh[0] * s)), max(1, round(wh[1] * s))
 
 
 def build_format_neutral(spec) -> FormatNeutral | None:

@@ -165,11 +165,13 @@ class CropTrainSet(Dataset):
     def __getitem__(self, i):
         rng = random.Random(int(torch.randint(0, 2 ** 62, ())))  # torch's RNG: seeded per worker by Lightning
         img = open_image(self.paths[i], min_side=0)
-        if self.neutral is not None:
-            img = self.neutral(img, rng)
-        if self.policy in CROP_POLICIES:
+        if self.neutral is not None and self.policy in CROP_POLICIES:
+            arr, _ = self.neutral.crop(img, self.crop_size, rng)  # re-encodes only a window around the crop
+        elif self.policy in CROP_POLICIES:
             arr, _ = random_crop(img, self.crop_size, rng)
         else:
+            if self.neutral is not None:
+                img = self.neutral(img, rng)
             arr = np.asarray(fit_image(img, self.image_size, self.policy), dtype=np.uint8).transpose(2, 0, 1).copy()
         if rng.random() < self.hflip:
             arr = arr[:, :, ::-1].copy()

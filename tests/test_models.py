@@ -194,3 +194,23 @@ def test_lite0_s16_is_under_the_parameter_cap_and_checks_shapes():
         load_by_position(timm.create_model("tf_efficientnet_lite0"), state, "bad.pth")
     with pytest.raises(ConfigError, match="stages"):
         Lite0(stages=9, pretrained=False)
+
+
+def test_lite0_upsample_resizes_inside_the_model():
+    import torch
+
+    from aidetect.config import ConfigError
+    from aidetect.models import Lite0
+
+    torch.manual_seed(0)
+    up = Lite0(stages=3, pretrained=False, upsample=64).eval()
+    plain = Lite0(stages=3, pretrained=False).eval()
+    plain.load_state_dict(up.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    big = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        assert torch.allclose(up(x), plain(big), atol=1e-5)
+        assert not torch.allclose(up(x), plain(x), atol=1e-3)  # the 32-px input alone scores differently
+        assert torch.allclose(up.features(x), plain.features(big), atol=1e-5)
+    with pytest.raises(ConfigError, match="upsample"):
+        Lite0(stages=3, pretrained=False, upsample=8)

@@ -231,14 +231,19 @@ class Lite0(Network):
     output in [0, 1], normalised inside as timm's config for this model says (mean = std = 0.5).
     A view with other than 3 channels adapts the stem's pretrained filters (timm's
     ``adapt_input_conv``). Global average pooling, so any input of at least 32x32 works.
+    ``upsample``: bilinear resize of the input to this many pixels a side first (CIFAKE's 32x32 at
+    64 or 96: ImageNet filters expect objects a few times larger; costs ~(upsample/32)^2 compute).
     """
 
     default_input_size = (224, 224)
     min_input_size = (32, 32)
 
     def __init__(self, in_channels: int = 3, input_size=None, stages: int = 5, pretrained: bool = True,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, upsample: int | None = None):
         super().__init__()
+        if upsample is not None and not 32 <= int(upsample) <= 1024:
+            raise ConfigError(f"model.net.upsample={upsample}: a side in pixels, 32..1024 (e.g. 64 for CIFAKE), or null")
+        self.upsample = None if upsample is None else int(upsample)
         import timm
         import torch
 
@@ -264,9 +269,15 @@ class Lite0(Network):
             else self.blocks[-1][-1].conv_pw.out_channels
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(float(dropout)), nn.Linear(width, 1))
 
+    def _stem(self, x):
+        if self.upsample is not None and x.shape[-2:] != (self.upsample, self.upsample):
+            x = nn.functional.interpolate(x, size=(self.upsample, self.upsample), mode="bilinear",
+                                          align_corners=False, antialias=x.shape[-1] > self.upsample)
+        return self.stem(x * 2 - 1)  # (x - 0.5) / 0.5
+
     def forward(self, x):
-        return self.head(self.blocks(self.stem(x * 2 - 1)))  # (x - 0.5) / 0.5
+        return self.head(self.blocks(self._stem(x)))
 
     def features(self, x):
         """Pooled features before the head (the frozen linear probe reads these)."""
-        return self.head[:2](self.blocks(self.stem(x * 2 - 1)))
+        return self.head[:2](self.blocks(self._stem(x)))

@@ -110,6 +110,34 @@ def test_paired_comparison_and_failed_jobs_are_listed(tmp_path):
     assert "Failed or unfinished jobs (1)" in (tmp_path / "results.md").read_text()
 
 
+def test_per_content_auroc_is_paired_with_the_baseline_by_seed(tmp_path):
+    """Manifest runs carry a per-content breakdown: the table gives each view's mean per content (as
+    published and format-neutral) and its paired difference with none over the seeds both have."""
+    aurocs = {"none": {"photo": [0.90, 0.92, 0.95], "art": [0.80, 0.82, 0.84]},
+              "inverted": {"photo": [0.91, 0.94, 0.96], "art": [0.70, 0.71, 0.75]}}
+    n = 0
+    for view, by in aurocs.items():
+        for s in range(3):
+            fake_job(tmp_path, n, s, view, 1, 0.9)
+            m = json.loads((tmp_path / str(n) / "metrics.json").read_text())
+            table = {"overall": {"auroc": 0.5 + s / 10}, "family": {}, "content": {c: {"auroc": v[s]} for c, v in by.items()}}
+            m["breakdown"] = {"test": table, "test_neutral": {**table, "content": {"photo": {"auroc": 0.6}}}}
+            (tmp_path / str(n) / "metrics.json").write_text(json.dumps(m))
+            n += 1
+    result = aggregate(tmp_path)
+    inv = next(r for r in result["rows"] if r["view"] == "inverted")["per_content"]
+    assert inv["test"]["art"]["mean"] == pytest.approx(sum(aurocs["inverted"]["art"]) / 3)
+    diffs = [a - b for a, b in zip(aurocs["inverted"]["art"], aurocs["none"]["art"])]
+    assert inv["test"]["art"]["vs_baseline"]["diff"] == pytest.approx(sum(diffs) / 3)
+    assert inv["test"]["art"]["vs_baseline"]["p"] == pytest.approx(
+        stats.ttest_rel(aurocs["inverted"]["art"], aurocs["none"]["art"]).pvalue)
+    assert inv["test"]["all"]["mean"] == pytest.approx(0.6) and set(inv["test_neutral"]) == {"all", "photo"}
+    assert next(r for r in result["rows"] if r["view"] == "none")["per_content"]["test"]["photo"]["vs_baseline"] is None
+    md = (tmp_path / "results.md").read_text()
+    assert "| view | all | art | photo |" in md and f"{sum(diffs) / 3:+.4f}" in md
+    assert "format-neutral copies" in md
+
+
 def test_seeds_needed_for_a_half_width():
     from aidetect.report import seeds_needed
     for sd in (0.01, 0.05, 0.08, 0.2):

@@ -157,6 +157,7 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
         row["vs_baseline"] = None if base is None or vkey == (baseline,) else paired(
             {s: j["metrics"]["test"]["acc"] for s, j in by_seed.items()},
             {s: j["metrics"]["test"]["acc"] for s, j in base.items()})
+        row["per_content"] = per_content(by_seed, base)
         rows.append(row)
     rows.sort(key=lambda r: (tuple(str(r.get(k)) for k in varying), r["view"] != baseline, r["view"],
                              tuple(_order(r.get(k)) for k in view_settings)))
@@ -174,6 +175,52 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
 
     result["matrix"] = write_matrices(sweep, [(j["leave_out"], j["metrics"].get("breakdown")) for j in done])
     return result
+
+
+def per_content(by_seed: dict[int, dict], base: dict[int, dict] | None) -> dict:
+    """Test AUROC overall ("all") and per content (photo, art, ...) on manifest data, as published and on the
+    format-neutral copies: {split: {content: {"mean", "n_seeds", "vs_baseline"}}}, the difference paired by
+    seed. Empty for data without a breakdown (CIFAKE, folders)."""
+    def auroc(job, split, content):
+        table = (job["metrics"].get("breakdown") or {}).get(split) or {}
+        cell = table.get("overall") if content == "all" else (table.get("content") or {}).get(content)
+        return None if cell is None or cell.get("auroc") is None else cell["auroc"]
+
+    out = {}
+    for split in ("test", "test_neutral"):
+        contents = sorted({c for j in by_seed.values()
+                           for c in (((j["metrics"].get("breakdown") or {}).get(split) or {}).get("content") or {})})
+        for c in (["all", *contents] if contents else []):
+            mine = {s: v for s, j in by_seed.items() if (v := auroc(j, split, c)) is not None}
+            theirs = {s: v for s, j in (base or {}).items() if (v := auroc(j, split, c)) is not None}
+            if mine:
+                out.setdefault(split, {})[c] = {
+                    "mean": sum(mine.values()) / len(mine), "n_seeds": len(mine),
+                    "vs_baseline": paired(mine, theirs) if base is not None and base is not by_seed else None}
+    return out
+
+
+def content_markdown(result: dict) -> list[str]:
+    rows = [r for r in result["rows"] if r.get("per_content")]
+    vs = result["view_settings"]
+    lines = []
+    for split, title in (("test", "as published"), ("test_neutral", "format-neutral copies")):
+        contents = sorted({c for r in rows for c in r["per_content"].get(split, {})}, key=lambda c: (c != "all", c))
+        if not contents:
+            continue
+        lines += ["", f"Test AUROC overall and per content, {title} (mean over seeds; paired difference with "
+                      f"{result['baseline']} [95% CI] where there are 2+ shared seeds):", "",
+                  "| view | " + ("settings | " if vs else "") + " | ".join(contents) + " |",
+                  "|---|" + ("---|" if vs else "") + "---|" * len(contents)]
+        for r in rows:
+            cells = []
+            for c in contents:
+                cell = r["per_content"].get(split, {}).get(c)
+                v = None if cell is None else cell["vs_baseline"]
+                cells.append("" if cell is None else f"{cell['mean']:.4f}" + (
+                    "" if v is None else f" ({v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}])"))
+            lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "") + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmt(v) -> str:
@@ -241,6 +288,7 @@ def markdown(result: dict) -> str:
         for r in result["rows"]:
             lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "")
                          + " | ".join("" if a is None else f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
+    lines += content_markdown(result)
     if result["failed"]:
         lines += ["", f"Failed or unfinished jobs ({len(result['failed'])}), not in the table:", ""]
         lines += [f"- `{f['dir']}`: {' '.join(f'{k}={v}' for k, v in f['overrides'].items())}"

@@ -214,3 +214,31 @@ def test_lite0_upsample_resizes_inside_the_model():
         assert torch.allclose(up.features(x), plain.features(big), atol=1e-5)
     with pytest.raises(ConfigError, match="upsample"):
         Lite0(stages=3, pretrained=False, upsample=8)
+
+
+def test_backbone_lr_mult_gives_the_pretrained_backbone_its_own_rate():
+    import torch
+
+    from aidetect.config import ConfigError
+    from aidetect.models import Lite0, SmallResNet
+    from aidetect.module import build_recipe
+
+    net = Lite0(stages=2, pretrained=False)
+    opt = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 0.001, "backbone_lr_mult": 0.1}
+    sched = {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True, "max_lr": 0.001,
+             "pct_start": 0.1, "interval": "step"}
+    recipe = build_recipe(opt, sched, net.parameters(), total_steps=100, net=net)
+    o, s = recipe["optimizer"], recipe["lr_scheduler"]["scheduler"]
+    backbone, head = o.param_groups
+    assert len(backbone["params"]) + len(head["params"]) == len(list(net.parameters()))
+    assert {id(p) for p in head["params"]} == {id(p) for p in net.head.parameters()}
+    assert s.optimizer is o and [g["max_lr"] for g in o.param_groups] == pytest.approx([0.0001, 0.001])
+    for _ in range(10):  # warm-up: both rise, in the same ratio
+        o.step(), s.step()
+    assert backbone["lr"] / head["lr"] == pytest.approx(0.1)
+    plain = build_recipe({k: v for k, v in opt.items() if k != "backbone_lr_mult"}, None, net.parameters(), net=net)
+    assert len(plain.param_groups) == 1
+    with pytest.raises(ConfigError, match="no backbone/head"):
+        build_recipe(opt, None, SmallResNet(width=8, depths=[1]).parameters(), net=SmallResNet(width=8, depths=[1]))
+    with pytest.raises(ConfigError, match="backbone_lr_mult"):
+        build_recipe({**opt, "backbone_lr_mult": -1}, None, net.parameters(), net=net)

@@ -269,6 +269,10 @@ class Lite0(Network):
             else self.blocks[-1][-1].conv_pw.out_channels
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(float(dropout)), nn.Linear(width, 1))
 
+    def param_groups(self) -> dict[str, list]:
+        """The pretrained backbone and the new head, for ``model.optimizer.backbone_lr_mult``."""
+        return {"backbone": [*self.stem.parameters(), *self.blocks.parameters()], "head": list(self.head.parameters())}
+
     def _stem(self, x):
         if self.upsample is not None and x.shape[-2:] != (self.upsample, self.upsample):
             x = nn.functional.interpolate(x, size=(self.upsample, self.upsample), mode="bilinear",

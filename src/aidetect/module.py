@@ -247,7 +247,8 @@ class Detector(L.LightningModule):
 
     def configure_optimizers(self):
         steps = self._trainer.estimated_stepping_batches if self._trainer is not None else 1000
-        return build_recipe(self.hparams.optimizer, self.hparams.scheduler, self.parameters(), total_steps=steps)
+        return build_recipe(self.hparams.optimizer, self.hparams.scheduler, self.parameters(), total_steps=steps,
+                            net=self.net)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["aidetect"] = {"schema_version": SCHEMA_VERSION, "provenance": self.provenance,
@@ -261,22 +262,39 @@ class Detector(L.LightningModule):
                 "temperature": hp.temperature, "labels": dict(hp.labels or LABELS)}
 
 
-def build_recipe(optimizer: dict | None, scheduler: dict | None, params, total_steps: int = 1000):
+def build_recipe(optimizer: dict | None, scheduler: dict | None, params, total_steps: int = 1000, net=None):
     """Optimizer (and scheduler) from Hydra ``_partial_`` specs, as configure_optimizers returns
-    them. A scheduler that takes ``total_steps`` (OneCycleLR) gets the run's, unless set."""
+    them. A scheduler that takes ``total_steps`` (OneCycleLR) gets the run's, unless set.
+    ``optimizer.backbone_lr_mult`` (not the optimizer's own argument): the pretrained backbone of ``net``
+    (its ``param_groups()``) learns at that fraction of the head's rate, and OneCycleLR's peak with it."""
     import inspect
 
-    spec = optimizer or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+    spec = dict(optimizer or {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3})
+    mult = float(spec.pop("backbone_lr_mult", 1.0))
+    if mult != 1.0:
+        if not 0 <= mult <= 10:
+            raise ConfigError(f"model.optimizer.backbone_lr_mult={mult}: a factor in [0, 10] (e.g. 0.1)")
+        if not hasattr(net, "param_groups"):
+            raise ConfigError(f"model.optimizer.backbone_lr_mult={mult}: {type(net).__name__} has no backbone/head "
+                              f"split; use it with model=lite0_s16 or model=lite0, or remove the setting")
+        lr = float(spec.get("lr", 1e-3))
+        groups = net.param_groups()
+        params = [{"params": groups["backbone"], "lr": lr * mult}, {"params": groups["head"], "lr": lr}]
     try:
         opt = hydra.utils.instantiate(spec)(params=params)
         if not scheduler:
             return opt
         sched = dict(scheduler)
+        if mult != 1.0 and "max_lr" in sched:  # one peak per group, in the groups' ratio (a plain list, not Hydra's)
+            peak = float(sched.pop("max_lr"))
+            extra_lr = {"max_lr": [peak * mult, peak]}
+        else:
+            extra_lr = {}
         interval, monitor = sched.pop("interval", "epoch"), sched.pop("monitor", None)
         make = hydra.utils.instantiate(sched)
         extra = {"total_steps": int(total_steps)} if "total_steps" in inspect.signature(make.func).parameters \
             and "total_steps" not in sched else {}
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": make(optimizer=opt, **extra),
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": make(optimizer=opt, **extra, **extra_lr),
                                                    "interval": interval, "monitor": monitor}}
     except Exception as e:
         cause = e.__cause__ or e

@@ -60,7 +60,7 @@ def check_settings(cfg: DictConfig):
     if size is not None:
         net_cls.check_input_size(size)
     net = build_network(net_spec, view.out_channels, size or net_cls.default_input_size)  # its own settings
-    build_recipe(plain(cfg.model.get("optimizer")), plain(cfg.model.get("scheduler")), net.parameters())
+    build_recipe(plain(cfg.model.get("optimizer")), plain(cfg.model.get("scheduler")), net.parameters(), net=net)
     build_augment(plain(cfg.get("augment")))
     speed_settings(cfg)
     if cfg.get("test_ckpt", "best") not in ("best", "last"):

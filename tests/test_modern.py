@@ -183,8 +183,10 @@ def test_format_neutral_window_crop_matches_the_whole_image_path():
     yy, xx = np.mgrid[0:300, 0:260]
     smooth = np.stack([xx * 0.9, yy * 0.8, (xx + yy) * 0.45], -1)
     img = Image.fromarray(np.clip(smooth + rng.normal(0, 25, smooth.shape), 0, 255).astype(np.uint8))
-    for kw, exact in ((dict(scale=(1, 1)), True), (dict(scale=(0.55, 0.9)), False)):
-        fn = FormatNeutral(p=1.0, jpeg_quality=(60, 95), **kw)
+    # (settings, largest mean |difference| allowed): 0 = bit for bit; measured here 0, 0.0007, 0, 0.097, 0
+    for kw, bound in ((dict(scale=(1, 1)), 0), (dict(scale=(0.55, 0.9)), 0.01), (dict(short_side=(100, 280)), 0.01),
+                      (dict(scale=(0.3, 0.5), min_side=120), 0.01), (dict(scale=(1.2, 2.0)), 0.15), (dict(p=0.5), 0.01)):
+        fn = FormatNeutral(**{"p": 1.0, "jpeg_quality": (60, 95), **kw})
         for seed in range(6):
             r = random.Random(seed)
             whole, _ = random_crop(fn(img, r), 64, r)
@@ -192,7 +194,7 @@ def test_format_neutral_window_crop_matches_the_whole_image_path():
             window, padded = fn.crop(img, 64, r2)
             assert window.shape == (3, 64, 64) and not padded and r2.random() == r.random()  # same draws
             diff = np.abs(whole.astype(int) - window)
-            assert diff.max() == 0 if exact else diff.mean() < 0.05, (kw, seed, diff.max(), diff.mean())
+            assert diff.max() == 0 if bound == 0 else diff.mean() <= bound, (kw, seed, diff.max(), diff.mean())
     webp = FormatNeutral(p=1.0, jpeg_quality=(80, 80), webp=1.0).crop(img, 64, random.Random(0))[0]
     assert webp.shape == (3, 64, 64) and webp.dtype == np.uint8
     small, padded = FormatNeutral(p=1.0, scale=(0.5, 0.5)).crop(img.resize((100, 90)), 64, random.Random(0))

@@ -117,7 +117,7 @@ def test_per_content_auroc_is_paired_with_the_baseline_by_seed(tmp_path):
               "inverted": {"photo": [0.91, 0.94, 0.96], "art": [0.70, 0.71, 0.75]}}
     n = 0
     for view, by in aurocs.items():
-        for s in range(3):
+        for s in ((2, 0, 1) if view == "none" else range(3)):  # pairing is by seed, not by position
             fake_job(tmp_path, n, s, view, 1, 0.9)
             m = json.loads((tmp_path / str(n) / "metrics.json").read_text())
             table = {"overall": {"auroc": 0.5 + s / 10}, "family": {}, "content": {c: {"auroc": v[s]} for c, v in by.items()}}
@@ -132,6 +132,7 @@ def test_per_content_auroc_is_paired_with_the_baseline_by_seed(tmp_path):
     assert inv["test"]["art"]["vs_baseline"]["p"] == pytest.approx(
         stats.ttest_rel(aurocs["inverted"]["art"], aurocs["none"]["art"]).pvalue)
     assert inv["test"]["all"]["mean"] == pytest.approx(0.6) and set(inv["test_neutral"]) == {"all", "photo"}
+    assert inv["test_neutral"]["photo"]["vs_baseline"]["diff"] == pytest.approx(0.0)
     assert next(r for r in result["rows"] if r["view"] == "none")["per_content"]["test"]["photo"]["vs_baseline"] is None
     md = (tmp_path / "results.md").read_text()
     assert "| view | all | art | photo |" in md and f"{sum(diffs) / 3:+.4f}" in md

@@ -157,7 +157,7 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
         row["vs_baseline"] = None if base is None or vkey == (baseline,) else paired(
             {s: j["metrics"]["test"]["acc"] for s, j in by_seed.items()},
             {s: j["metrics"]["test"]["acc"] for s, j in base.items()})
-        row["per_content"] = per_content(by_seed, base)
+        row["per_content"] = per_content(by_seed, None if vkey == (baseline,) else base)
         rows.append(row)
     rows.sort(key=lambda r: (tuple(str(r.get(k)) for k in varying), r["view"] != baseline, r["view"],
                              tuple(_order(r.get(k)) for k in view_settings)))
@@ -184,7 +184,8 @@ def per_content(by_seed: dict[int, dict], base: dict[int, dict] | None) -> dict:
     def auroc(job, split, content):
         table = (job["metrics"].get("breakdown") or {}).get(split) or {}
         cell = table.get("overall") if content == "all" else (table.get("content") or {}).get(content)
-        return None if cell is None or cell.get("auroc") is None else cell["auroc"]
+        v = None if cell is None else cell.get("auroc")
+        return v if v is not None and v == v else None  # no AUROC (one class only) or NaN: not a value
 
     out = {}
     for split in ("test", "test_neutral"):
@@ -196,7 +197,7 @@ def per_content(by_seed: dict[int, dict], base: dict[int, dict] | None) -> dict:
             if mine:
                 out.setdefault(split, {})[c] = {
                     "mean": sum(mine.values()) / len(mine), "n_seeds": len(mine),
-                    "vs_baseline": paired(mine, theirs) if base is not None and base is not by_seed else None}
+                    "vs_baseline": paired(mine, theirs) if base is not None else None}
     return out
 
 

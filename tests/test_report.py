@@ -120,8 +120,10 @@ def test_per_content_auroc_is_paired_with_the_baseline_by_seed(tmp_path):
         for s in ((2, 0, 1) if view == "none" else range(3)):  # pairing is by seed, not by position
             fake_job(tmp_path, n, s, view, 1, 0.9)
             m = json.loads((tmp_path / str(n) / "metrics.json").read_text())
-            table = {"overall": {"auroc": 0.5 + s / 10}, "family": {}, "content": {c: {"auroc": v[s]} for c, v in by.items()}}
-            m["breakdown"] = {"test": table, "test_neutral": {**table, "content": {"photo": {"auroc": 0.6}}}}
+            table = {"overall": {"auroc": 0.5 + s / 10}, "family": {"flux": {"auroc": 0.9, "n_fake": 9}}, "content": {c: {"auroc": v[s]} for c, v in by.items()}}
+            m["breakdown"] = {"test": table, "test_neutral": {**table, "content": {"photo": {"auroc": 0.6}},
+                                                              "family": {"flux": {"auroc": 0.9, "n_fake": 9},
+                                                                         "sdxl": {"auroc": 0.7 + s / 100, "n_fake": 9}}}}
             (tmp_path / str(n) / "metrics.json").write_text(json.dumps(m))
             n += 1
     result = aggregate(tmp_path)
@@ -137,6 +139,10 @@ def test_per_content_auroc_is_paired_with_the_baseline_by_seed(tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert "| view | all | art | photo |" in md and f"{sum(diffs) / 3:+.4f}" in md
     assert "format-neutral copies" in md
+    assert "per family, as published" not in md  # one family: the same as "all"
+    fam = next(r for r in result["rows"] if r["view"] == "inverted")["per_family"]
+    assert set(fam) == {"test_neutral"} and fam["test_neutral"]["sdxl"]["mean"] == pytest.approx(0.71)
+    assert "per family, format-neutral copies" in md
 
 
 def test_seeds_needed_for_a_half_width():

@@ -220,7 +220,7 @@ def matrix_from_runs(runs: list[tuple], key: str = "test", min_test: int = 30) -
             lofo[next(iter(left))] = cell(fam[next(iter(left))])
         if len(trained) == 1:
             cells[next(iter(trained))] = {f: cell(c) for f, c in fam.items()}
-    if not cells and not lofo:
+    if not fams or (not cells and not lofo):  # no family with enough FAKE test images: no table
         return None
     return {"train_families": sorted(cells), "test_families": sorted(fams),
             "cells": dict(sorted(cells.items())), "lofo": dict(sorted(lofo.items()))}

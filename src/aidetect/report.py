@@ -157,7 +157,8 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
         row["vs_baseline"] = None if base is None or vkey == (baseline,) else paired(
             {s: j["metrics"]["test"]["acc"] for s, j in by_seed.items()},
             {s: j["metrics"]["test"]["acc"] for s, j in base.items()})
-        row["per_content"] = per_content(by_seed, None if vkey == (baseline,) else base)
+        for kind in ("content", "family"):
+            row[f"per_{kind}"] = per_group(by_seed, None if vkey == (baseline,) else base, kind)
         rows.append(row)
     rows.sort(key=lambda r: (tuple(str(r.get(k)) for k in varying), r["view"] != baseline, r["view"],
                              tuple(_order(r.get(k)) for k in view_settings)))
@@ -177,46 +178,49 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
     return result
 
 
-def per_content(by_seed: dict[int, dict], base: dict[int, dict] | None) -> dict:
-    """Test AUROC overall ("all") and per content (photo, art, ...) on manifest data, as published and on the
-    format-neutral copies: {split: {content: {"mean", "n_seeds", "vs_baseline"}}}, the difference paired by
-    seed. Empty for data without a breakdown (CIFAKE, folders)."""
-    def auroc(job, split, content):
+def per_group(by_seed: dict[int, dict], base: dict[int, dict] | None, kind: str = "content") -> dict:
+    """Test AUROC overall ("all") and per ``kind`` (content: photo, art, ...; family: flux, sdxl, ... with the
+    REAL test images) on manifest data, as published and on the format-neutral copies:
+    {split: {group: {"mean", "n_seeds", "vs_baseline"}}}, the difference paired by seed. Empty for data
+    without a breakdown (CIFAKE, folders) and for a single family (the same as "all")."""
+    def auroc(job, split, group):
         table = (job["metrics"].get("breakdown") or {}).get(split) or {}
-        cell = table.get("overall") if content == "all" else (table.get("content") or {}).get(content)
+        cell = table.get("overall") if group == "all" else (table.get(kind) or {}).get(group)
         v = None if cell is None else cell.get("auroc")
         return v if v is not None and v == v else None  # no AUROC (one class only) or NaN: not a value
 
     out = {}
     for split in ("test", "test_neutral"):
-        contents = sorted({c for j in by_seed.values()
-                           for c in (((j["metrics"].get("breakdown") or {}).get(split) or {}).get("content") or {})})
-        for c in (["all", *contents] if contents else []):
-            mine = {s: v for s, j in by_seed.items() if (v := auroc(j, split, c)) is not None}
-            theirs = {s: v for s, j in (base or {}).items() if (v := auroc(j, split, c)) is not None}
+        groups = sorted({g for j in by_seed.values()
+                         for g in (((j["metrics"].get("breakdown") or {}).get(split) or {}).get(kind) or {})})
+        if kind == "family" and len(groups) < 2:
+            continue
+        for g in (["all", *groups] if groups else []):
+            mine = {s: v for s, j in by_seed.items() if (v := auroc(j, split, g)) is not None}
+            theirs = {s: v for s, j in (base or {}).items() if (v := auroc(j, split, g)) is not None}
             if mine:
-                out.setdefault(split, {})[c] = {
+                out.setdefault(split, {})[g] = {
                     "mean": sum(mine.values()) / len(mine), "n_seeds": len(mine),
                     "vs_baseline": paired(mine, theirs) if base is not None else None}
     return out
 
 
-def content_markdown(result: dict) -> list[str]:
-    rows = [r for r in result["rows"] if r.get("per_content")]
+def group_markdown(result: dict, kind: str = "content") -> list[str]:
+    rows = [r for r in result["rows"] if r.get(f"per_{kind}")]
     vs = result["view_settings"]
     lines = []
     for split, title in (("test", "as published"), ("test_neutral", "format-neutral copies")):
-        contents = sorted({c for r in rows for c in r["per_content"].get(split, {})}, key=lambda c: (c != "all", c))
-        if not contents:
+        groups = sorted({g for r in rows for g in r[f"per_{kind}"].get(split, {})}, key=lambda g: (g != "all", g))
+        if not groups:
             continue
-        lines += ["", f"Test AUROC overall and per content, {title} (mean over seeds; paired difference with "
+        lines += ["", f"Test AUROC overall and per {kind}, {title} (mean over seeds; paired difference with "
                       f"{result['baseline']} [95% CI] where there are 2+ shared seeds):", "",
-                  "| view | " + ("settings | " if vs else "") + " | ".join(contents) + " |",
-                  "|---|" + ("---|" if vs else "") + "---|" * len(contents)]
+                  "| view | " + ("settings | " if vs else "") + " | ".join(groups) + " |",
+                  "|---|" + ("---|" if vs else "") + "---|" * len(groups)]
         for r in rows:
             cells = []
-            for c in contents:
-                cell = r["per_content"].get(split, {}).get(c)
+            for g in groups:
+                cell = r[f"per_{kind}"].get(split, {}).get(g)
                 v = None if cell is None else cell["vs_baseline"]
                 cells.append("" if cell is None else f"{cell['mean']:.4f}" + (
                     "" if v is None else f" ({v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}])"))
@@ -289,7 +293,7 @@ def markdown(result: dict) -> str:
         for r in result["rows"]:
             lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "")
                          + " | ".join("" if a is None else f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
-    lines += content_markdown(result)
+    lines += group_markdown(result, "content") + group_markdown(result, "family")
     if result["failed"]:
         lines += ["", f"Failed or unfinished jobs ({len(result['failed'])}), not in the table:", ""]
         lines += [f"- `{f['dir']}`: {' '.join(f'{k}={v}' for k, v in f['overrides'].items())}"

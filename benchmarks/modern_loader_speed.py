@@ -10,6 +10,7 @@ Both rows run the shipped recipe's step (experiment=modern_detector: EfficientNe
   loader   the same step fed by ModernDataModule.train_dataloader(): 2 worker processes decode each
            file, re-encode it format-neutrally (augment=format_neutral) and take one random native crop,
            as train.py's training epochs do (Lightning's own loop and callbacks not included).
+  loader_alone  the same loader with no step: what its 2 workers deliver when they have the cores.
 
 The ratio loader / memory is issue 28's figure (target >= 0.85). --rss runs, in a fresh child each, one
 pass of --n images through the loader over --rss-rows rows of the pool's manifest and over a manifest
@@ -88,6 +89,16 @@ def loader_row(model, opt, dm, n: int) -> float:
     return seen / (time.perf_counter() - t0)
 
 
+def loader_alone_row(dm, n: int) -> float:
+    """The loader with no model: how fast 2 workers decode, re-encode and crop when they have the cores."""
+    seen, t0 = 0, time.perf_counter()
+    for x, _ in dm.train_dataloader():
+        seen += len(x)
+        if seen >= n:
+            break
+    return seen / (time.perf_counter() - t0)
+
+
 def rss_child(root: str, crop: int, n: int) -> None:
     """One pass of n images through the loader (no model); prints peak RSS of this process and its children."""
     dm, _, _ = build(root, crop, 2, n)
@@ -136,10 +147,11 @@ def main() -> None:
     dm, model, opt = build(a.root, a.crop, 2, a.n * (a.repeats + 1))
     batch = next(iter(dm.train_dataloader()))
     memory_row(model, opt, batch, 64)  # warm-up (allocator, kernels)
-    rates = {"memory": [], "loader": []}
+    rates = {"memory": [], "loader": [], "loader_alone": []}
     for _ in range(a.repeats):
         rates["memory"].append(memory_row(model, opt, batch, a.n))
         rates["loader"].append(loader_row(model, opt, dm, a.n))
+        rates["loader_alone"].append(loader_alone_row(dm, a.n))
     med = {k: statistics.median(v) for k, v in rates.items()}
     result = {"root": a.root, "n": a.n, "crop": a.crop, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
               "images_per_second": rates, "median": med, "ratio_loader_over_memory": med["loader"] / med["memory"]}

@@ -15,7 +15,7 @@ import random
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from aidetect.config import ConfigError
 
@@ -65,7 +65,7 @@ class FormatNeutral:
     then no longer tell the classes apart (issue 31). Set through ``augment.format_neutral``."""
 
     def __init__(self, p: float = 1.0, scale=(0.5, 1.0), jpeg_quality=(60, 100), webp: float = 0.0,
-                 min_side: int = 0, short_side=None):
+                 min_side: int = 0, short_side=None, blur: float = 0.0, blur_sigma=(0.1, 2.0)):
         lo, hi = (float(s) for s in scale)
         qlo, qhi = (int(q) for q in jpeg_quality)
         if not (0 <= float(p) <= 1 and 0 <= float(webp) <= 1):
@@ -75,6 +75,14 @@ class FormatNeutral:
         if not 1 <= qlo <= qhi <= 100:
             raise ConfigError(f"augment.format_neutral.jpeg_quality=[low, high] within 1..100, got {list(jpeg_quality)}")
         self.p, self.scale, self.quality, self.webp, self.min_side = float(p), (lo, hi), (qlo, qhi), float(webp), int(min_side)
+        # Gaussian blur with probability ``blur`` (sigma from ``blur_sigma``), after the rescale and before
+        # the encode, as in Wang et al. (CVPR 2020): traces that survive blur are the ones a detector can
+        # still read on resized, softened web copies. Off by default; drawn only when on, so runs without
+        # it keep their random stream.
+        self.blur, self.blur_sigma = float(blur), tuple(float(v) for v in blur_sigma)
+        if not (0 <= self.blur <= 1 and len(self.blur_sigma) == 2 and 0 < self.blur_sigma[0] <= self.blur_sigma[1] <= 8):
+            raise ConfigError(f"augment.format_neutral: blur={blur} is a probability in [0, 1] and blur_sigma="
+                              f"{list(blur_sigma)} is [low, high] pixels with 0 < low <= high <= 8")
         self.short_side = None
         if short_side is not None:
             slo, shi = (int(v) for v in short_side)
@@ -84,21 +92,26 @@ class FormatNeutral:
 
     def params(self) -> dict:
         return {"p": self.p, "scale": list(self.scale), "jpeg_quality": list(self.quality), "webp": self.webp,
-                **({"short_side": list(self.short_side)} if self.short_side else {})}
+                **({"short_side": list(self.short_side)} if self.short_side else {}),
+                **({"blur": self.blur, "blur_sigma": list(self.blur_sigma)} if self.blur else {})}
 
-    def _draw(self, img: Image.Image, rng: random.Random) -> tuple[float, int, bool]:
-        """The scale, quality and codec of one image, in the order every path draws them."""
+    def _draw(self, img: Image.Image, rng: random.Random) -> tuple[float, int, bool, float]:
+        """The scale, quality, codec and blur sigma (0: none) of one image, in the order every path draws them."""
         s = rng.uniform(*self.scale)
         if self.short_side:  # a common target size for both classes, never upscaled: sizes stop telling them apart
             s = min(1.0, rng.uniform(*self.short_side) / min(img.size))
         if self.min_side:
             s = max(s, min(1.0, self.min_side / min(img.size)))
-        return s, rng.randint(*self.quality), rng.random() < self.webp
+        q, webp = rng.randint(*self.quality), rng.random() < self.webp
+        sigma = rng.uniform(*self.blur_sigma) if self.blur and rng.random() < self.blur else 0.0
+        return s, q, webp, sigma
 
     @staticmethod
-    def _encode(img: Image.Image, q: int, webp: bool) -> Image.Image:
+    def _encode(img: Image.Image, q: int, webp: bool, sigma: float = 0.0) -> Image.Image:
         from aidetect.data.images import open_image
 
+        if sigma:
+            img = img.filter(ImageFilter.GaussianBlur(sigma))
         buf = io.BytesIO()
         img.save(buf, "WEBP" if webp else "JPEG", quality=q)
         return open_image(buf.getvalue(), min_side=0)
@@ -106,10 +119,10 @@ class FormatNeutral:
     def __call__(self, img: Image.Image, rng: random.Random) -> Image.Image:
         if rng.random() >= self.p:
             return img
-        s, q, webp = self._draw(img, rng)
+        s, q, webp, sigma = self._draw(img, rng)
         if abs(s - 1) > 1e-3:
             img = img.resize(_scaled(img.size, s), Image.BICUBIC)
-        return self._encode(img, q, webp)
+        return self._encode(img, q, webp, sigma)
 
     def crop(self, img: Image.Image, size: int, rng: random.Random) -> tuple[np.ndarray, bool]:
         """``random_crop(self(img, rng), size, rng)`` with the same draws, at a fraction of the cost:
@@ -120,11 +133,11 @@ class FormatNeutral:
         smaller canvas. Both classes take this path alike: it adds no cue."""
         if rng.random() >= self.p:
             return random_crop(img, size, rng)
-        s, q, webp = self._draw(img, rng)
+        s, q, webp, sigma = self._draw(img, rng)
         w, h = _scaled(img.size, s) if abs(s - 1) > 1e-3 else img.size
         if w < size or h < size:  # padded: rare, take the whole-image path
             small = img.resize((w, h), Image.BICUBIC) if (w, h) != img.size else img
-            return random_crop(self._encode(small, q, webp), size, rng)
+            return random_crop(self._encode(small, q, webp, sigma), size, rng)
         x, y = rng.randint(0, w - size), rng.randint(0, h - size)
         m = 16
         x0, y0 = max(0, (x - m) // m * m), max(0, (y - m) // m * m)
@@ -134,7 +147,7 @@ class FormatNeutral:
             window = img.resize((x1 - x0, y1 - y0), Image.BICUBIC, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
         else:
             window = img.crop((x0, y0, x1, y1))
-        arr = np.asarray(self._encode(window, q, webp), dtype=np.uint8)[y - y0:y - y0 + size, x - x0:x - x0 + size]
+        arr = np.asarray(self._encode(window, q, webp, sigma), dtype=np.uint8)[y - y0:y - y0 + size, x - x0:x - x0 + size]
         return arr.transpose(2, 0, 1).copy(), False
 
 
@@ -148,7 +161,7 @@ def build_format_neutral(spec) -> FormatNeutral | None:
     try:
         return FormatNeutral(**dict(spec))
     except TypeError as e:
-        raise ConfigError(f"augment.format_neutral: {e}; valid settings: p, scale, short_side, jpeg_quality, webp, min_side") from None
+        raise ConfigError(f"augment.format_neutral: {e}; valid settings: p, scale, short_side, jpeg_quality, webp, min_side, blur, blur_sigma") from None
 
 
 def prepare_crops(images, size: int, k: int) -> torch.Tensor:

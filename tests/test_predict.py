@@ -118,6 +118,23 @@ def test_threshold_maximises_balanced_accuracy_on_imbalanced_scores():
     assert 0.6 < t < 0.65  # between the last REAL and the first FAKE score
 
 
+def test_threshold_at_fpr_calls_at_most_that_share_of_real_fake():
+    from aidetect.calibrate import threshold_at_fpr
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.rand(200, generator=g) * 0.7, 0.3 + torch.rand(50, generator=g) * 0.7
+    probs, labels = torch.cat([real, fake]), torch.cat([torch.zeros(200), torch.ones(50)]).long()
+    for a in (0.0, 0.05, 0.1, 0.3):
+        t = threshold_at_fpr(probs, labels, a)
+        fpr = float((real >= t).float().mean())
+        assert fpr <= a + 1e-6 and (real >= t).sum() == int(a * 200), (a, t, fpr)
+        lower = real[real < t].max()  # the next REAL score down would exceed the budget
+        assert float((real >= lower).float().mean()) > a
+    assert threshold_at_fpr(probs, labels, 0.05) < threshold_at_fpr(probs, labels, 0.01)
+    with pytest.raises(ValueError, match="max_fpr"):
+        threshold_at_fpr(probs, labels, 1.0)
+
+
 def test_threshold_equals_a_brute_force_search_and_scales():
     """Against balanced accuracy computed image by image at every midpoint; ties (rounded scores)
     go to the midpoint nearest 0.5. 100k scores must not need an N x N table."""

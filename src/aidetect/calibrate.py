@@ -6,8 +6,11 @@
 Temperature scaling (Guo et al., 2017) divides the logit by one fitted T > 0; it changes
 confidence, never the ranking, so AUROC is unchanged and ECE usually drops. The threshold
 on the calibrated P(FAKE) is the one that maximises balanced accuracy on validation: REAL
-and FAKE errors count equally whatever the class balance. Both are stored in the
-checkpoint's hyperparameters, where predict, eval and the web page read them.
+and FAKE errors count equally whatever the class balance. Or, with ``--max-fpr A``, the lowest
+threshold that calls at most a fraction A of the validation REAL images FAKE: a detector whose
+validation generators are all ones it trained on scores new generators lower, and the
+balanced-accuracy threshold then misses most of their images (docs/results/modern.md). Both are
+stored in the checkpoint's hyperparameters, where predict, eval and the web page read them.
 """
 
 import logging
@@ -68,6 +71,17 @@ def best_threshold(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return float(candidates[pick].clamp(0.0, 1.0))
 
 
+def threshold_at_fpr(probs: torch.Tensor, labels: torch.Tensor, max_fpr: float) -> float:
+    """The lowest threshold at which at most ``max_fpr`` of the REAL (label 0) scores are >= it,
+    midway between neighbouring REAL scores."""
+    real = probs.double()[labels == 0].sort(descending=True).values
+    if not 0 <= max_fpr < 1 or not len(real):
+        raise ValueError(f"max_fpr={max_fpr}: a fraction in [0, 1), with REAL validation images to fit it on")
+    k = int(max_fpr * len(real))  # this many REAL images may sit at or above the threshold
+    above = real[k - 1] if k else torch.tensor(1.0 + 1e-6, dtype=torch.float64)
+    return float(((above + real[k]) / 2 if k < len(real) else real[-1] - 1e-6).clamp(0.0, 1.0))
+
+
 def score(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict:
     """Every figure this project reports for a set of P(FAKE) scores."""
     labels = labels.long()
@@ -83,21 +97,25 @@ def score(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict:
     return out
 
 
-def calibrate_model(model, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Fit temperature, then threshold, on validation images; set them on the model; return a report."""
-    logits = logits_of(model, images)
+def calibrate_model(model, images: torch.Tensor, labels: torch.Tensor, max_fpr: float | None = None,
+                    logits: torch.Tensor | None = None) -> dict:
+    """Fit temperature, then threshold (best balanced accuracy, or ``threshold_at_fpr`` with ``max_fpr``),
+    on validation images (or their ``logits``, already computed); set them on the model; return a report."""
+    logits = logits_of(model, images) if logits is None else logits
     t = fit_temperature(logits, labels)
     raw = logits.sigmoid()
     probs = (logits / t).sigmoid()
-    threshold = best_threshold(probs, labels)
+    threshold = best_threshold(probs, labels) if max_fpr is None else threshold_at_fpr(probs, labels, max_fpr)
     model.hparams.temperature, model.hparams.threshold = t, threshold
     report = {"temperature": t, "threshold": threshold, "n_val": len(labels),
+              "threshold_rule": "best balanced accuracy" if max_fpr is None else f"val REAL FPR <= {max_fpr}",
+              "val_fpr_at_threshold": float((probs[labels == 0] >= threshold).float().mean()),
               "val_ece_before": float(binary_calibration_error(raw, labels, n_bins=ECE_BINS)),
               "val_ece_after": float(binary_calibration_error(probs, labels, n_bins=ECE_BINS)),
               "val_balanced_acc_at_0.5": balanced_accuracy(raw, labels, 0.5),
               "val_balanced_acc_at_threshold": balanced_accuracy(probs, labels, threshold)}
-    log.info("calibrated on %d validation images: temperature %.3f, threshold %.3f, ECE %.4f -> %.4f",
-             len(labels), t, threshold, report["val_ece_before"], report["val_ece_after"])
+    log.info("calibrated on %d validation images: temperature %.3f, threshold %.3f (%s), ECE %.4f -> %.4f",
+             len(labels), t, threshold, report["threshold_rule"], report["val_ece_before"], report["val_ece_after"])
     return report
 
 
@@ -139,10 +157,16 @@ def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, path: Path, t
 
 
 def calibrate_and_score(model, splits: dict, out: Path, ckpt_file: Path | None = None, title: str = "",
-                        test_logits: torch.Tensor | None = None) -> dict:
+                        test_logits: torch.Tensor | None = None, max_fpr: float | None = None) -> dict:
     """Calibrate on ``splits["val"]`` (stored in ``ckpt_file`` too), then score ``splits["test"]``
-    at the stored threshold: the test figures, predictions.csv and reliability.png in ``out``."""
-    report = calibrate_model(model, splits["val"].images, splits["val"].labels)
+    at the stored threshold: the test figures, predictions.csv and reliability.png in ``out``, and the
+    validation scores in val_predictions.csv (what the threshold was fitted on)."""
+    val = splits["val"]
+    val_logits = logits_of(model, val.images)
+    report = calibrate_model(model, val.images, val.labels, max_fpr=max_fpr, logits=val_logits)
+    val_probs = (val_logits / report["temperature"]).sigmoid()
+    write_predictions(out / "val_predictions.csv", val.names or [str(i) for i in range(len(val_probs))],
+                      val_probs, report["threshold"], val.labels)
     if ckpt_file is not None:
         store_calibration(ckpt_file, report["temperature"], report["threshold"], report)
     test = splits.get("test")
@@ -184,7 +208,7 @@ def cmd_calibrate(args) -> int:
     dm.setup("fit")
     out = Path(args.out) if args.out else ckpt.parent / f"calibration-{ckpt.stem}"
     out.mkdir(parents=True, exist_ok=True)
-    result = calibrate_and_score(model, dm.splits, out, ckpt, title=dm.name)
+    result = calibrate_and_score(model, dm.splits, out, ckpt, title=dm.name, max_fpr=args.max_fpr)
     print(json.dumps(result, indent=2))
     print(f"stored in {ckpt}; test predictions and reliability.png in {out}", file=sys.stderr)
     return 0

@@ -80,6 +80,9 @@ def add_detector_commands(sub) -> None:
     c.add_argument("overrides", nargs="*", help="data settings as for eval.py, e.g. data=faces "
                    "(default: the data the checkpoint was trained on, with its split seed)")
     c.add_argument("--out", help="folder for predictions.csv and reliability.png (default: beside the checkpoint)")
+    c.add_argument("--max-fpr", type=float, default=None, metavar="A",
+                   help="threshold: the lowest that calls at most a fraction A of validation REAL images FAKE "
+                        "(default: the best balanced accuracy on validation)")
     c.set_defaults(func=command("aidetect.calibrate:cmd_calibrate"))
 
     a = sub.add_parser("audit", help="does anything but the pixels tell REAL from FAKE? (formats, sizes, bytes)")

@@ -208,7 +208,8 @@ def cmd_calibrate(args) -> int:
     dm.setup("fit")
     out = Path(args.out) if args.out else ckpt.parent / f"calibration-{ckpt.stem}"
     out.mkdir(parents=True, exist_ok=True)
-    result = calibrate_and_score(model, dm.splits, out, ckpt, title=dm.name, max_fpr=args.max_fpr)
+    splits = {"val": dm.splits["val"]} if args.val_only else dm.splits
+    result = calibrate_and_score(model, splits, out, ckpt, title=dm.name, max_fpr=args.max_fpr)
     print(json.dumps(result, indent=2))
     print(f"stored in {ckpt}; test predictions and reliability.png in {out}", file=sys.stderr)
     return 0

@@ -83,6 +83,7 @@ def add_detector_commands(sub) -> None:
     c.add_argument("--max-fpr", type=float, default=None, metavar="A",
                    help="threshold: the lowest that calls at most a fraction A of validation REAL images FAKE "
                         "(default: the best balanced accuracy on validation)")
+    c.add_argument("--val-only", action="store_true", help="fit and write val_predictions.csv; do not score the test split")
     c.set_defaults(func=command("aidetect.calibrate:cmd_calibrate"))
 
     a = sub.add_parser("audit", help="does anything but the pixels tell REAL from FAKE? (formats, sizes, bytes)")

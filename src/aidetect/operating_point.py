@@ -1,0 +1,98 @@
+"""Which false-positive budget on validation REAL images catches generators a detector never saw?
+
+    python -m aidetect.operating_point --pool data/broad --families sd3,kandinsky,playground \\
+        outputs/modern_detector/lofo3 outputs/modern_detector/lofo3_seed1 --out docs/results/operating_point.md
+
+Each RUN folder is a training run with generator families left out (``data.leave_out``): its
+``val_predictions.csv`` scores the validation split (families it trained on), its ``predictions.csv``
+the test split, where the left-out families sit. For each budget A the threshold is the one that calls
+a fraction A of the run's validation REAL images FAKE (``calibrate.threshold_at_fpr``); the table gives,
+per left-out family, the share of its images caught at that threshold, and the balanced accuracy
+(1 - A + caught) / 2 averaged over those families: the left-out families stand in for tomorrow's
+generators. The test split's REAL images are not read, so the budget chosen here can be applied to
+a detector whose test split holds them (``aidetect calibrate CKPT --max-fpr A``) without touching its
+test figures. Also listed: each run's own threshold (best balanced accuracy on validation).
+"""
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aidetect.calibrate import threshold_at_fpr
+from aidetect.io import atomic_write
+
+BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
+
+
+def _read(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return ([r["path"] for r in rows], np.array([float(r["p_fake"]) for r in rows]),
+            np.array([int(r["true_label"] == "FAKE") for r in rows]))
+
+
+def run_table(run: Path, family_of: dict[str, str], families: list[str], budgets=BUDGETS) -> dict:
+    """Per budget: threshold, and the caught share of each left-out family's test images."""
+    _, vp, vy = _read(run / "val_predictions.csv")
+    names, tp, ty = _read(run / "predictions.csv")
+    fam = np.array([family_of.get(n, "?") for n in names])
+    own = None
+    if (run / "metrics.json").is_file():  # train.py nests the calibration report one level down
+        cal = json.loads((run / "metrics.json").read_text()).get("calibration") or {}
+        own = cal.get("calibration", cal).get("threshold")
+    out = {"run": str(run), "n_val_real": int((vy == 0).sum()), "n": {f: int(((fam == f) & (ty == 1)).sum()) for f in families},
+           "rows": []}
+    points = [("own", own, float((vp[vy == 0] >= own).mean()))] if own is not None else []
+    for a in budgets:
+        t = threshold_at_fpr(torch.from_numpy(vp), torch.from_numpy(vy), a)
+        points.append((a, t, float((vp[vy == 0] >= t).mean())))
+    for a, t, fpr in points:
+        caught = {f: float((tp[(fam == f) & (ty == 1)] >= t).mean()) for f in families if out["n"][f]}
+        out["rows"].append({"budget": a, "threshold": t, "val_fpr": fpr, "caught": caught,
+                            "balanced": float(np.mean([(1 - fpr + c) / 2 for c in caught.values()]))})
+    return out
+
+
+def markdown(tables: list[dict], families: list[str]) -> str:
+    lines = []
+    for tb in tables:
+        lines += [f"**{tb['run']}** ({tb['n_val_real']} validation REAL images)", "",
+                  "| budget A (val REAL FPR) | threshold | " + " | ".join(f"{f} caught (n={tb['n'][f]})" for f in families)
+                  + " | mean balanced accuracy |", "|---" * (len(families) + 3) + "|"]
+        for r in tb["rows"]:
+            name = "own (best balanced on val)" if r["budget"] == "own" else f"{r['budget']:.2f}"
+            lines.append(f"| {name} (val FPR {r['val_fpr']:.3f}) | {r['threshold']:.3f} | "
+                         + " | ".join(f"{r['caught'].get(f, float('nan')):.3f}" for f in families)
+                         + f" | {r['balanced']:.3f} |")
+        lines.append("")
+    budgets = [r["budget"] for r in tables[0]["rows"] if r["budget"] != "own"]
+    mean = {b: float(np.mean([next(r["balanced"] for r in tb["rows"] if r["budget"] == b) for tb in tables])) for b in budgets}
+    best = max(mean, key=mean.get)
+    lines += ["Mean over the runs: " + ", ".join(f"A={b:.2f}: {v:.3f}" for b, v in mean.items())
+              + f". Best: **A = {best:.2f}**.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run folders with val_predictions.csv and predictions.csv")
+    ap.add_argument("--pool", type=Path, required=True, help="the pool (its MANIFEST.csv gives each file's family)")
+    ap.add_argument("--families", required=True, help="the left-out families, comma-separated")
+    ap.add_argument("--out", type=Path, help="write the markdown here")
+    a = ap.parse_args(argv)
+    with open(a.pool / "MANIFEST.csv", newline="") as f:
+        family_of = {r["path"]: r["family"] for r in csv.DictReader(f)}
+    families = [f for f in a.families.split(",") if f]
+    md = markdown([run_table(r, family_of, families) for r in a.runs], families)
+    print(md)
+    if a.out:
+        atomic_write(a.out, md.encode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""aidetect.operating_point: thresholds from validation REAL scores only, and the caught share of the
+left-out families at each budget."""
+
+import csv
+import json
+
+import numpy as np
+
+from aidetect.operating_point import main, run_table
+
+
+def _csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "true_label", "p_fake", "label"])
+        w.writerows([[p, y, f"{s:.6f}", ""] for p, y, s in rows])
+
+
+def test_budgets_come_from_validation_real_and_catch_left_out_families(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    val_real = np.linspace(0.0, 0.99, 100)  # budget A puts the threshold near 1 - A
+    _csv(run / "val_predictions.csv", [(f"v{i}", "REAL", s) for i, s in enumerate(val_real)] + [("vf", "FAKE", 0.99)])
+    # test: family "new" scored 0.5-0.95 uniformly, "old" all 0.99; test REAL all 0.97 (must not move thresholds)
+    new = np.linspace(0.5, 0.95, 10)
+    _csv(run / "predictions.csv", [(f"n{i}", "FAKE", s) for i, s in enumerate(new)]
+         + [(f"o{i}", "FAKE", 0.99) for i in range(5)] + [(f"r{i}", "REAL", 0.97) for i in range(50)])
+    (run / "metrics.json").write_text(json.dumps({"calibration": {"calibration": {"threshold": 0.9}}}))
+    family_of = {**{f"n{i}": "new" for i in range(10)}, **{f"o{i}": "old" for i in range(5)}}
+    tb = run_table(run, family_of, ["new"], budgets=(0.05, 0.3))
+    own, a05, a30 = tb["rows"]
+    assert own["budget"] == "own" and own["threshold"] == 0.9 and own["caught"]["new"] == 0.2  # 0.9, 0.95
+    assert 0.93 < a05["threshold"] < 0.95 and abs(a05["val_fpr"] - 0.05) < 1e-9
+    assert 0.68 < a30["threshold"] < 0.70 and a30["caught"]["new"] == 0.6
+    assert abs(a30["balanced"] - (1 - 0.3 + 0.6) / 2) < 1e-9
+    assert tb["n"] == {"new": 10}
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    with open(pool / "MANIFEST.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "family"])
+        w.writerows(family_of.items())
+    assert main([str(run), "--pool", str(pool), "--families", "new", "--out", str(tmp_path / "t.md")]) == 0
+    assert "Best: **A = 0.30**" in (tmp_path / "t.md").read_text()

@@ -211,5 +211,6 @@ def cmd_calibrate(args) -> int:
     splits = {"val": dm.splits["val"]} if args.val_only else dm.splits
     result = calibrate_and_score(model, splits, out, ckpt, title=dm.name, max_fpr=args.max_fpr)
     print(json.dumps(result, indent=2))
-    print(f"stored in {ckpt}; test predictions and reliability.png in {out}", file=sys.stderr)
+    print(f"stored in {ckpt}; val_predictions.csv{'' if args.val_only else ', test predictions and reliability.png'} "
+          f"in {out}", file=sys.stderr)
     return 0

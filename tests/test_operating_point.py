@@ -43,3 +43,30 @@ def test_budgets_come_from_validation_real_and_catch_left_out_families(tmp_path)
     assert main([str(run), "--pool", str(pool), "--families", "new", "--out", str(tmp_path / "t.md")]) == 0
     text = (tmp_path / "t.md").read_text()
     assert "Best: A = 0.40" in text and "**A = 0.40**" in text  # "new" is caught steadily more up to A = 0.4
+
+
+def test_unseen_real_sources_count_their_false_positives_and_combine_with_unseen_families(tmp_path):
+    """--real-runs: the left-out REAL source's test images called FAKE per budget (threshold from validation
+    REAL only), the other REAL images apart, AUROC of FAKE against each, and the both-unseen balanced accuracy."""
+    from aidetect.operating_point import auroc, real_markdown, real_table
+
+    run = tmp_path / "real"
+    run.mkdir()
+    _csv(run / "val_predictions.csv", [(f"v{i}", "REAL", s) for i, s in enumerate(np.linspace(0.0, 0.99, 100))])
+    phone = np.linspace(0.5, 0.95, 10)  # the unseen kind of photo scores high; other REAL low; FAKE between
+    _csv(run / "predictions.csv", [(f"p{i}", "REAL", s) for i, s in enumerate(phone)]
+         + [(f"r{i}", "REAL", 0.1) for i in range(4)] + [(f"f{i}", "FAKE", 0.8) for i in range(6)])
+    source_of = {**{f"p{i}": "phone" for i in range(10)}, **{f"r{i}": "coco" for i in range(4)}}
+    rt = real_table(run, source_of, ["phone"], budgets=(0.3,))
+    (row,) = rt["rows"]  # no metrics.json: no "own" row
+    assert 0.68 < row["threshold"] < 0.70 and row["fpr_unseen"] == 0.6 and row["fpr_other"] == 0.0
+    assert (rt["n_unseen"], rt["n_other"], rt["n_fake"]) == (10, 4, 6)
+    assert abs(rt["auroc_unseen"] - 0.65) < 1e-9 and rt["auroc_other"] == 1.0  # 6 phone photos below 0.8, 1 tied
+    assert auroc(np.array([0.5]), np.array([0.5])) == 0.5  # ties count half
+    fake_tables = [{"rows": [{"budget": 0.3, "caught": {"a": 0.8, "b": 0.4}}]}]
+    md = real_markdown([rt], fake_tables, ["phone"])
+    assert "A=0.30: 0.500" in md  # ((1 - 0.6 + 0.8) / 2 + (1 - 0.6 + 0.4) / 2) / 2
+    import pytest
+
+    with pytest.raises(SystemExit):  # runs without the sources they left out: refused
+        main([str(run), "--pool", str(tmp_path), "--families", "a", "--real-runs", str(run)])

@@ -272,3 +272,30 @@ def test_ensemble_of_two_runs_reads_their_predictions(sweep, tmp_path, capsys):
     y = torch.tensor([int(r["true_label"] == "FAKE") for r in written])
     acc, auc = float(((p >= 0.5).long() == y).float().mean()), float(binary_auroc(p, y))
     assert f"| **ensemble of 2** (mean logit) | {test['n']} | **{acc:.4f}** | **{auc:.4f}** |" in lines
+
+
+def test_baseline_named_by_overrides_pairs_every_model_with_it(tmp_path, capsys):
+    """`--baseline model=a,model.net.pretrained=true`: rows that differ in the model (not the view) are
+    compared with that row, paired by seed; a key that does not vary is refused with the valid keys."""
+    accs = {("a", "true"): [0.90, 0.92, 0.94], ("a", "false"): [0.80, 0.83, 0.83], ("cnn", None): [0.70, 0.75, 0.71]}
+    n = 0
+    for (model, pre), vals in accs.items():
+        for s, acc in enumerate(vals):
+            extra = [f"model={model}"] + ([f"model.net.pretrained={pre}"] if pre else [])
+            fake_job(tmp_path, n, s, "none", 1, acc, extra); n += 1
+    result = aggregate(tmp_path, "model=a,model.net.pretrained=true")
+    rows = {(r["model"], r["model.net.pretrained"]): r for r in result["rows"]}
+    assert rows[("a", "true")]["vs_baseline"] is None
+    for key in (("a", "false"), ("cnn", None)):
+        t = stats.ttest_rel(accs[key], accs[("a", "true")])
+        assert rows[key]["vs_baseline"]["p"] == pytest.approx(t.pvalue)
+        assert rows[key]["vs_baseline"]["diff"] == pytest.approx(
+            sum(a - b for a, b in zip(accs[key], accs[("a", "true")])) / 3)
+    assert "acc − model=a,model.net.pretrained=true" in (tmp_path / "results.md").read_text()
+    from aidetect.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["aggregate", str(tmp_path), "--baseline", "data.crop_size=128"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "data.crop_size does not vary" in err and "model.net.pretrained" in err

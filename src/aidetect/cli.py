@@ -134,7 +134,8 @@ def add_aggregate(sub) -> None:
     p = sub.add_parser("aggregate", help="results table, statistics and plot of a -m sweep folder")
     p.add_argument("sweep_dir")
     p.add_argument("--strict", action="store_true", help="exit 1 when some jobs failed or did not finish")
-    p.add_argument("--baseline", default=BASELINE, help="the view others are compared with (default: none)")
+    p.add_argument("--baseline", default=BASELINE, help="what every row is compared with: a view (default: none), or the setting "
+                   "with these overrides, e.g. model=lite0_s16,model.net.pretrained=true")
     p.set_defaults(func=command("aidetect.report:cmd_aggregate"))
 
 

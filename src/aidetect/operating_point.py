@@ -1,7 +1,8 @@
 """Which false-positive budget on validation REAL images catches generators a detector never saw?
 
     python -m aidetect.operating_point --pool data/broad --families sd3,kandinsky,playground \\
-        outputs/modern_detector/lofo3 outputs/modern_detector/lofo3_seed1 --out docs/results/operating_point.md
+        outputs/modern_detector/lofo3 outputs/modern_detector/lofo3_seed1 --out docs/results/operating_point.md \\
+        --real-runs outputs/modern_detector/loso_phone --real-sources clothing_phone   # optional
 
 Each RUN folder is a training run with generator families left out (``data.leave_out``): its
 ``val_predictions.csv`` scores the validation split (families it trained on), its ``predictions.csv``
@@ -13,6 +14,10 @@ generators. The budget chosen is the smallest within 0.01 of the best mean balan
 curve is flat near its top, and each step up calls more real photos FAKE). The test split's REAL images are not read, so the budget chosen here can be applied to
 a detector whose test split holds them (``aidetect calibrate CKPT --max-fpr A``) without touching its
 test figures. Also listed: each run's own threshold (best balanced accuracy on validation).
+
+``--real-runs`` adds the REAL side: runs with REAL sources left out (``data.leave_out=source:...``), the
+share of those sources' test images called FAKE per budget, and the balanced accuracy when both the
+generator and the kind of real photo are new.
 """
 
 import argparse
@@ -82,17 +87,91 @@ def markdown(tables: list[dict], families: list[str]) -> str:
     return "\n".join(lines)
 
 
+def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a random positive scores above a random negative), ties counted half (Mann-Whitney)."""
+    if not len(pos) or not len(neg):
+        return float("nan")
+    order = np.concatenate([pos, neg])
+    ranks = np.empty(len(order))
+    sorter = np.argsort(order, kind="mergesort")
+    ranks[sorter] = np.arange(1, len(order) + 1)
+    for v in np.unique(order):  # average ranks of ties
+        tie = order == v
+        if tie.sum() > 1:
+            ranks[tie] = ranks[tie].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def real_table(run: Path, source_of: dict[str, str], sources: list[str], budgets=BUDGETS) -> dict:
+    """A run with REAL sources left out (``data.leave_out=source:...``): per budget, the share of those
+    sources' test images called FAKE (the unseen kind of real photo) and of the other REAL test images,
+    and the FAKE test images' AUROC against each."""
+    _, vp, vy = _read(run / "val_predictions.csv")
+    names, tp, ty = _read(run / "predictions.csv")
+    unseen = np.array([source_of.get(n) in sources for n in names]) & (ty == 0)
+    other = (ty == 0) & ~unseen
+    out = {"run": str(run), "n_unseen": int(unseen.sum()), "n_other": int(other.sum()), "n_fake": int((ty == 1).sum()),
+           "auroc_unseen": auroc(tp[ty == 1], tp[unseen]), "auroc_other": auroc(tp[ty == 1], tp[other]), "rows": []}
+    points = []
+    if (run / "metrics.json").is_file():
+        cal = json.loads((run / "metrics.json").read_text()).get("calibration") or {}
+        if (own := cal.get("calibration", cal).get("threshold")) is not None:
+            points.append(("own", own))
+    points += [(a, threshold_at_fpr(torch.from_numpy(vp), torch.from_numpy(vy), a)) for a in budgets]
+    for a, t in points:
+        out["rows"].append({"budget": a, "threshold": t, "fpr_unseen": float((tp[unseen] >= t).mean()),
+                            "fpr_other": float((tp[other] >= t).mean())})
+    return out
+
+
+def real_markdown(real: list[dict], tables: list[dict], sources: list[str]) -> str:
+    """The unseen REAL sources' table, and balanced accuracy when both sides are unseen: per budget,
+    (1 - the unseen sources' FPR + a left-out family's caught share) / 2, averaged over families and runs."""
+    lines = [f"Unseen REAL sources ({', '.join(sources)}), test split:", ""]
+    for rt in real:
+        lines += [f"**{rt['run']}**: AUROC of the {rt['n_fake']} FAKE test images against the {rt['n_unseen']} unseen "
+                  f"REAL images {rt['auroc_unseen']:.3f}, against the {rt['n_other']} other REAL images "
+                  f"{rt['auroc_other']:.3f}", "",
+                  "| budget A (val REAL FPR) | threshold | unseen REAL called FAKE | other REAL called FAKE |",
+                  "|---|---|---|---|"]
+        for r in rt["rows"]:
+            name = "own (best balanced on val)" if r["budget"] == "own" else f"{r['budget']:.2f}"
+            lines.append(f"| {name} | {r['threshold']:.3f} | {r['fpr_unseen']:.3f} | {r['fpr_other']:.3f} |")
+        lines.append("")
+    if tables:
+        budgets = [r["budget"] for r in real[0]["rows"] if r["budget"] != "own"]
+        both = {}
+        for b in budgets:
+            fpr = np.mean([next(r["fpr_unseen"] for r in rt["rows"] if r["budget"] == b) for rt in real])
+            caught = [c for tb in tables for r in tb["rows"] if r["budget"] == b for c in r["caught"].values()]
+            both[b] = float(np.mean([(1 - fpr + c) / 2 for c in caught]))
+        lines += ["Both sides unseen (the unseen REAL sources' FPR with the left-out families' caught share), "
+                  "mean balanced accuracy: " + ", ".join(f"A={b:.2f}: {v:.3f}" for b, v in both.items()) + ".", ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="run folders with val_predictions.csv and predictions.csv")
     ap.add_argument("--pool", type=Path, required=True, help="the pool (its MANIFEST.csv gives each file's family)")
     ap.add_argument("--families", required=True, help="the left-out families, comma-separated")
+    ap.add_argument("--real-runs", nargs="+", type=Path, default=[],
+                    help="runs with REAL sources left out (data.leave_out=source:...): their false positives per budget")
+    ap.add_argument("--real-sources", default="", help="those REAL sources (manifest source_name), comma-separated")
     ap.add_argument("--out", type=Path, help="write the markdown here")
     a = ap.parse_args(argv)
+    if bool(a.real_runs) != bool(a.real_sources):
+        ap.error("--real-runs and --real-sources go together: the runs and the REAL sources they left out")
     with open(a.pool / "MANIFEST.csv", newline="") as f:
-        family_of = {r["path"]: r["family"] for r in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    family_of = {r["path"]: r["family"] for r in rows}
     families = [f for f in a.families.split(",") if f]
-    md = markdown([run_table(r, family_of, families) for r in a.runs], families)
+    tables = [run_table(r, family_of, families) for r in a.runs]
+    md = markdown(tables, families)
+    if a.real_runs:
+        sources = [s for s in a.real_sources.split(",") if s]
+        source_of = {r["path"]: r["source_name"] for r in rows}
+        md += "\n" + real_markdown([real_table(r, source_of, sources) for r in a.real_runs], tables, sources)
     print(md)
     if a.out:
         atomic_write(a.out, md.encode())

@@ -128,15 +128,38 @@ def setting_of(job: dict, varying: list[str]) -> tuple:
     return (view_key(job["view"]), other)
 
 
+def baseline_spec(baseline: str, varying: list[str]) -> dict | None:
+    """``--baseline``: a view name (None here), or overrides that name the baseline setting,
+    ``key=value[,key=value]`` (e.g. ``model=lite0_s16,model.net.pretrained=true``), each key one that
+    varies in the sweep."""
+    if "=" not in baseline:
+        return None
+    spec = dict(part.split("=", 1) for part in baseline.split(","))
+    if bad := sorted(set(spec) - set(varying)):
+        from aidetect.config import ConfigError
+
+        raise ConfigError(f"--baseline {baseline}: {', '.join(bad)} does not vary in this sweep; "
+                         f"name a view (e.g. none) or overrides among: {', '.join(varying) or '(none vary)'}")
+    return spec
+
+
 def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
     """Rows keyed on each job's resolved view settings (whatever they are) and the other
-    overrides that vary; each view is compared with the ``baseline`` view over shared seeds."""
+    overrides that vary; each row is compared over shared seeds with the ``baseline``: the view of
+    that name with the same other overrides, or (``key=value,...``) the row with those overrides and
+    the same view and remaining overrides."""
     sweep = Path(sweep)
     done, broken = load_jobs(sweep)
     all_jobs = done + broken
     keys = {k for j in all_jobs for k in j["overrides"]
             if k not in RUN_KEYS and k != "aug" and not k.startswith("aug.")}  # the view is keyed as trained
     varying = sorted(k for k in keys if len({j["overrides"].get(k) for j in all_jobs}) > 1)
+    spec = baseline_spec(baseline, varying)
+
+    def base_key(vkey: tuple, other: tuple) -> tuple:
+        if spec is None:
+            return ((baseline,), other)
+        return (vkey, tuple((k, spec.get(k, v)) for k, v in other))
     groups: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for j in done:
         groups[setting_of(j, varying)].setdefault(j["seed"], j)  # a repeated (setting, seed) counts once
@@ -153,12 +176,13 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
         for e in range(min(map(len, curves))):
             seen = [c[e] for c in curves if c[e] is not None]
             row["val_acc_per_epoch"].append(sum(seen) / len(seen) if seen else None)
-        base = groups.get(((baseline,), other))
-        row["vs_baseline"] = None if base is None or vkey == (baseline,) else paired(
+        is_base = base_key(vkey, other) == (vkey, other)
+        base = groups.get(base_key(vkey, other))
+        row["vs_baseline"] = None if base is None or is_base else paired(
             {s: j["metrics"]["test"]["acc"] for s, j in by_seed.items()},
             {s: j["metrics"]["test"]["acc"] for s, j in base.items()})
         for kind in ("content", "family"):
-            row[f"per_{kind}"] = per_group(by_seed, None if vkey == (baseline,) else base, kind)
+            row[f"per_{kind}"] = per_group(by_seed, None if is_base else base, kind)
         rows.append(row)
     rows.sort(key=lambda r: (tuple(str(r.get(k)) for k in varying), r["view"] != baseline, r["view"],
                              tuple(_order(r.get(k)) for k in view_settings)))
@@ -350,7 +374,8 @@ def plot(path: Path, result: dict) -> None:
     where = [p for p in parts[parts.index("outputs") + 1:] if p != "multirun"][:2] if "outputs" in parts else parts[-2:]
     ax.set_title(" / ".join(where) + " sweep")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # no baseline band (a baseline named by overrides) and no lines
+        ax.legend()
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
 

@@ -192,11 +192,29 @@ def test_format_neutral_window_crop_matches_the_whole_image_path():
         for seed in range(6):
             r = random.Random(seed)
             whole, _ = random_crop(fn(img, r), 64, r)
+            after = r.getstate()
             r2 = random.Random(seed)
             window, padded = fn.crop(img, 64, r2)
             assert window.shape == (3, 64, 64) and not padded and r2.random() == r.random()  # same draws
             diff = np.abs(whole.astype(int) - window)
             assert diff.max() == 0 if bound == 0 else diff.mean() <= bound, (kw, seed, diff.max(), diff.mean())
+            # from decoded pixels (data.decoded_cache): the same draws; bicubic reads a shifted sub-box, whose
+            # fixed-point weights round within 1 of 255, and the encode carries that on
+            r3 = random.Random(seed)
+            cached, _ = fn.crop(np.asarray(img), 64, r3)
+            assert r3.getstate() == after
+            diff = np.abs(whole.astype(int) - cached)
+            assert diff.max() == 0 if bound == 0 else diff.mean() <= bound + 0.1, (kw, seed, diff.max(), diff.mean())
+    # with the encode taken out, the array path's windowed bicubic is within 1 of 255 of the PIL path's
+    class NoEncode(FormatNeutral):
+        @staticmethod
+        def _encode(img, q, webp, sigma=0.0):
+            return img
+    for kw in (dict(scale=(0.3, 0.9)), dict(scale=(1.2, 2.0)), dict(short_side=(100, 280))):
+        fn = NoEncode(p=1.0, **kw)
+        for seed in range(10):
+            a, b = fn.crop(img, 64, random.Random(seed))[0], fn.crop(np.asarray(img), 64, random.Random(seed))[0]
+            assert np.abs(a.astype(int) - b).max() <= 1, (kw, seed)
     # blur really blurs (less pixel-to-pixel energy), and switched off it leaves the random stream alone
     sharp = FormatNeutral(p=1.0, jpeg_quality=(95, 95)).crop(img, 64, random.Random(1))[0].astype(float)
     soft = FormatNeutral(p=1.0, jpeg_quality=(95, 95), blur=1.0, blur_sigma=(1.5, 1.5)).crop(img, 64, random.Random(1))[0].astype(float)
@@ -296,3 +314,60 @@ def test_class_family_balance_weights_families_by_sqrt_size():
     dm.balance = "class"
     w = np.array(dm.sample_weights(rows))
     assert w[:400].sum() / w[:500].sum() == pytest.approx(4 / 5) and w[:500].sum() == pytest.approx(w[500:].sum())
+
+
+def test_decoded_cache_gives_the_decoded_pixels_and_the_same_training_crops(tmp_path, caplog):
+    """data.decoded_cache=true: each training image decoded once into <data_dir>/modern-cache/decoded/<sha256>.npy
+    and read back as a memory map; the items equal the uncached loader's under the same torch seed (format-neutral
+    with no rescale, and a plain random crop, are bit for bit); a damaged entry is decoded again; a bad value is refused."""
+    from aidetect.data.modern import DecodedCache
+
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=20,
+                              extra_rows=[("REAL/tiny/tiny__0badf00d.png", "REAL", "tiny", "real", "photo", {"size": (40, 40)})])
+    fn = {"p": 1.0, "scale": [1.0, 1.0], "jpeg_quality": [70, 95], "webp": 0.3}
+    for neutral in (fn, None):
+        plain, cached = (dm_for(root, tmp_path, format_neutral=neutral, decoded_cache=c) for c in (False, True))
+        plain.setup("fit"), cached.setup("fit")
+        assert cached.data_report["decoded_cache"].endswith(f"0 of {len(cached.train_set)} training images decoded so far") \
+            or neutral is None
+        for i in range(len(plain.train_set)):
+            torch.manual_seed(i)
+            a = plain.train_set[i]
+            torch.manual_seed(i)
+            b = cached.train_set[i]
+            assert torch.equal(a[0], b[0]) and a[1] == b[1], (neutral, i)
+    folder = tmp_path / "cache" / "modern-cache" / "decoded-v1"
+    rows = cached.rows["train"]
+    assert sorted(p.name for p in folder.glob("*.npy")) == sorted(f"{r['sha']}.npy" for r in rows)
+    again = dm_for(root, tmp_path, format_neutral=fn, decoded_cache=True)  # now from the memory maps
+    again.setup("fit")
+    assert again.data_report["decoded_cache"].endswith(f"{len(rows)} of {len(rows)} training images decoded so far")
+    for i in range(len(plain.train_set)):
+        torch.manual_seed(i)
+        a = dm_for(root, tmp_path, format_neutral=fn) if i == 0 else a
+        if i == 0:
+            a.setup("fit")
+        torch.manual_seed(i)
+        x = a.train_set[i][0]
+        torch.manual_seed(i)
+        assert torch.equal(x, again.train_set[i][0]), i
+    r = rows[0]
+    arr = DecodedCache(folder).get(str(root / r["path"]), r["sha"])
+    assert isinstance(arr, np.memmap) and np.array_equal(arr, np.asarray(Image.open(root / r["path"]).convert("RGB")))
+    arr = np.array(arr)  # off the map: the damaged entry below is a new file, as os.replace makes one
+    for damage in (b"not an array", b""):  # garbage, and an empty file (a write lost in a crash)
+        (folder / f"{r['sha']}.npy").unlink()
+        (folder / f"{r['sha']}.npy").write_bytes(damage)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            redone = DecodedCache(folder).get(str(root / r["path"]), r["sha"])
+        assert np.array_equal(redone, arr) and "unreadable" in caplog.text
+        assert isinstance(DecodedCache(folder).get(str(root / r["path"]), r["sha"]), np.memmap)  # rewritten
+    assert not list(folder.glob(".*tmp*"))  # no temporary files left behind
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    with caplog.at_level("WARNING"):
+        got = DecodedCache(blocked).get(str(root / r["path"]), r["sha"])  # cannot write: decoded, not cached
+    assert np.array_equal(got, arr) and "could not write" in caplog.text
+    with pytest.raises(ConfigError, match="decoded_cache"):
+        dm_for(root, tmp_path, decoded_cache="yes")

@@ -68,5 +68,7 @@ def test_unseen_real_sources_count_their_false_positives_and_combine_with_unseen
     assert "A=0.30: 0.500" in md  # ((1 - 0.6 + 0.8) / 2 + (1 - 0.6 + 0.4) / 2) / 2
     import pytest
 
+    with pytest.raises(SystemExit, match="no REAL test image comes from phne"):  # a misspelt source
+        real_table(run, source_of, ["phne"])
     with pytest.raises(SystemExit):  # runs without the sources they left out: refused
         main([str(run), "--pool", str(tmp_path), "--families", "a", "--real-runs", str(run)])

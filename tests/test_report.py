@@ -281,15 +281,15 @@ def test_baseline_named_by_overrides_pairs_every_model_with_it(tmp_path, capsys)
     n = 0
     for (model, pre), vals in accs.items():
         for s, acc in enumerate(vals):
-            extra = [f"model={model}"] + ([f"model.net.pretrained={pre}"] if pre else [])
+            extra = [f"model={model}"] + ([f"model.net.pretrained={pre.title()}"] if pre else [])  # as Hydra writes it
             fake_job(tmp_path, n, s, "none", 1, acc, extra); n += 1
     result = aggregate(tmp_path, "model=a,model.net.pretrained=true")
     rows = {(r["model"], r["model.net.pretrained"]): r for r in result["rows"]}
-    assert rows[("a", "true")]["vs_baseline"] is None
-    for key in (("a", "false"), ("cnn", None)):
+    assert rows[("a", "True")]["vs_baseline"] is None
+    for key, row in ((("a", "false"), rows[("a", "False")]), (("cnn", None), rows[("cnn", None)])):
         t = stats.ttest_rel(accs[key], accs[("a", "true")])
-        assert rows[key]["vs_baseline"]["p"] == pytest.approx(t.pvalue)
-        assert rows[key]["vs_baseline"]["diff"] == pytest.approx(
+        assert row["vs_baseline"]["p"] == pytest.approx(t.pvalue)
+        assert row["vs_baseline"]["diff"] == pytest.approx(
             sum(a - b for a, b in zip(accs[key], accs[("a", "true")])) / 3)
     assert "acc − model=a,model.net.pretrained=true" in (tmp_path / "results.md").read_text()
     from aidetect.cli import main
@@ -299,3 +299,8 @@ def test_baseline_named_by_overrides_pairs_every_model_with_it(tmp_path, capsys)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "data.crop_size does not vary" in err and "model.net.pretrained" in err
+    for bad, says in (("model=b", "the sweep has model=a, cnn"), ("model=cnn,model.net.pretrained=true", "all of these"),
+                      ("model=a,pretrained", "key=value pairs")):
+        with pytest.raises(SystemExit):
+            main(["aggregate", str(tmp_path), "--baseline", bad])
+        assert says in capsys.readouterr().err, bad

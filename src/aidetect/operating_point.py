@@ -88,17 +88,12 @@ def markdown(tables: list[dict], families: list[str]) -> str:
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a random positive scores above a random negative), ties counted half (Mann-Whitney)."""
+    """P(a random positive scores above a random negative), ties counted half (Mann-Whitney U)."""
+    from scipy.stats import rankdata
+
     if not len(pos) or not len(neg):
         return float("nan")
-    order = np.concatenate([pos, neg])
-    ranks = np.empty(len(order))
-    sorter = np.argsort(order, kind="mergesort")
-    ranks[sorter] = np.arange(1, len(order) + 1)
-    for v in np.unique(order):  # average ranks of ties
-        tie = order == v
-        if tie.sum() > 1:
-            ranks[tie] = ranks[tie].mean()
+    ranks = rankdata(np.concatenate([pos, neg]))  # ties get their mean rank
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
@@ -110,6 +105,9 @@ def real_table(run: Path, source_of: dict[str, str], sources: list[str], budgets
     names, tp, ty = _read(run / "predictions.csv")
     unseen = np.array([source_of.get(n) in sources for n in names]) & (ty == 0)
     other = (ty == 0) & ~unseen
+    if not unseen.any():
+        raise SystemExit(f"{run}: no REAL test image comes from {', '.join(sources)} (manifest source_name): "
+                         f"check --real-sources against the run's data.leave_out")
     out = {"run": str(run), "n_unseen": int(unseen.sum()), "n_other": int(other.sum()), "n_fake": int((ty == 1).sum()),
            "auroc_unseen": auroc(tp[ty == 1], tp[unseen]), "auroc_other": auroc(tp[ty == 1], tp[other]), "rows": []}
     points = []

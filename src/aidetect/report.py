@@ -128,18 +128,30 @@ def setting_of(job: dict, varying: list[str]) -> tuple:
     return (view_key(job["view"]), other)
 
 
-def baseline_spec(baseline: str, varying: list[str]) -> dict | None:
+def baseline_spec(baseline: str, varying: list[str], jobs: list[dict]) -> dict | None:
     """``--baseline``: a view name (None here), or overrides that name the baseline setting,
     ``key=value[,key=value]`` (e.g. ``model=lite0_s16,model.net.pretrained=true``), each key one that
-    varies in the sweep."""
+    varies in the sweep. Values match as YAML does (``true`` names Hydra's ``True``); the spec returned
+    holds each value as the jobs' overrides spell it. Refused, naming what there is, when no job has it."""
+    from aidetect.config import ConfigError
+
     if "=" not in baseline:
         return None
-    spec = dict(part.split("=", 1) for part in baseline.split(","))
+    parts = [part.split("=", 1) for part in baseline.split(",")]
+    if any(len(p) != 2 for p in parts):
+        raise ConfigError(f"--baseline {baseline}: give a view name (e.g. none) or key=value pairs joined by commas")
+    spec = dict(parts)
     if bad := sorted(set(spec) - set(varying)):
-        from aidetect.config import ConfigError
-
         raise ConfigError(f"--baseline {baseline}: {', '.join(bad)} does not vary in this sweep; "
-                         f"name a view (e.g. none) or overrides among: {', '.join(varying) or '(none vary)'}")
+                          f"name a view (e.g. none) or overrides among: {', '.join(varying) or '(none vary)'}")
+    for k, v in spec.items():
+        spelled = sorted({j["overrides"][k] for j in jobs if k in j["overrides"]})
+        same = [raw for raw in spelled if yaml.safe_load(raw) == yaml.safe_load(v)]
+        if not same:
+            raise ConfigError(f"--baseline {baseline}: no job has {k}={v}; the sweep has {k}={', '.join(spelled)}")
+        spec[k] = same[0]
+    if not any(all(j["overrides"].get(k) == v for k, v in spec.items()) for j in jobs):
+        raise ConfigError(f"--baseline {baseline}: no job has all of these overrides together")
     return spec
 
 
@@ -154,7 +166,7 @@ def aggregate(sweep: str | Path, baseline: str = BASELINE) -> dict:
     keys = {k for j in all_jobs for k in j["overrides"]
             if k not in RUN_KEYS and k != "aug" and not k.startswith("aug.")}  # the view is keyed as trained
     varying = sorted(k for k in keys if len({j["overrides"].get(k) for j in all_jobs}) > 1)
-    spec = baseline_spec(baseline, varying)
+    spec = baseline_spec(baseline, varying, done)
 
     def base_key(vkey: tuple, other: tuple) -> tuple:
         if spec is None:

@@ -65,7 +65,8 @@ def write_skipped(out: Path, skipped) -> None:
 
 # Settings added after results were recorded, at values that reproduce the old behaviour: left
 # out of the hash at these values, so finished sweep jobs stay finished when a setting is added.
-NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory", ("trainer", "precision"): "32-true"}
+NEUTRAL_SETTINGS = {("data", "min_side"): 8, ("data", "storage"): "memory", ("trainer", "precision"): "32-true",
+                    ("data", "decoded_cache"): False}
 
 
 # Classes that replaced another as a code fix, not a new setting: a job keeps its hash (and its

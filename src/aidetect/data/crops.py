@@ -11,6 +11,7 @@ the small images, mostly REAL here, would teach the model a class cue); padded i
 """
 
 import io
+import math
 import random
 
 import numpy as np
@@ -49,10 +50,32 @@ def crop_set(img: Image.Image, size: int, k: int) -> tuple[np.ndarray, bool]:
     return np.stack(crops).transpose(0, 3, 1, 2).copy(), padded
 
 
-def random_crop(img: Image.Image, size: int, rng: random.Random) -> tuple[np.ndarray, bool]:
-    img, padded = pad_to(img, size)
-    x, y = rng.randint(0, img.width - size), rng.randint(0, img.height - size)
-    arr = np.asarray(img.crop((x, y, x + size, y + size)), dtype=np.uint8)
+def size_of(src) -> tuple[int, int]:
+    """(width, height) of a PIL image or of decoded pixels [H, W, 3] (a memory map from DecodedCache)."""
+    return src.size if isinstance(src, Image.Image) else (src.shape[1], src.shape[0])
+
+
+def region(src, left: int, top: int, right: int, bottom: int) -> Image.Image:
+    """The pixels in a box as a PIL image; from decoded pixels only the box's rows are read."""
+    if isinstance(src, Image.Image):
+        return src.crop((left, top, right, bottom))
+    return Image.fromarray(np.ascontiguousarray(src[top:bottom, left:right]))
+
+
+def as_image(src) -> Image.Image:
+    return src if isinstance(src, Image.Image) else Image.fromarray(np.ascontiguousarray(src))
+
+
+def random_crop(img, size: int, rng: random.Random) -> tuple[np.ndarray, bool]:
+    """One random size x size crop of a PIL image or of decoded pixels: uint8 [3, size, size], padded?"""
+    w, h = size_of(img)
+    if w < size or h < size:
+        img, padded = pad_to(as_image(img), size)
+        w, h = img.size
+    else:
+        padded = False
+    x, y = rng.randint(0, w - size), rng.randint(0, h - size)
+    arr = np.asarray(region(img, x, y, x + size, y + size), dtype=np.uint8)
     return arr.transpose(2, 0, 1).copy(), padded
 
 
@@ -95,13 +118,13 @@ class FormatNeutral:
                 **({"short_side": list(self.short_side)} if self.short_side else {}),
                 **({"blur": self.blur, "blur_sigma": list(self.blur_sigma)} if self.blur else {})}
 
-    def _draw(self, img: Image.Image, rng: random.Random) -> tuple[float, int, bool, float]:
+    def _draw(self, img, rng: random.Random) -> tuple[float, int, bool, float]:
         """The scale, quality, codec and blur sigma (0: none) of one image, in the order every path draws them."""
         s = rng.uniform(*self.scale)
         if self.short_side:  # a common target size for both classes, never upscaled: sizes stop telling them apart
-            s = min(1.0, rng.uniform(*self.short_side) / min(img.size))
+            s = min(1.0, rng.uniform(*self.short_side) / min(size_of(img)))
         if self.min_side:
-            s = max(s, min(1.0, self.min_side / min(img.size)))
+            s = max(s, min(1.0, self.min_side / min(size_of(img))))
         q, webp = rng.randint(*self.quality), rng.random() < self.webp
         sigma = rng.uniform(*self.blur_sigma) if self.blur and rng.random() < self.blur else 0.0
         return s, q, webp, sigma
@@ -124,29 +147,45 @@ class FormatNeutral:
             img = img.resize(_scaled(img.size, s), Image.BICUBIC)
         return self._encode(img, q, webp, sigma)
 
-    def crop(self, img: Image.Image, size: int, rng: random.Random) -> tuple[np.ndarray, bool]:
+    def crop(self, img, size: int, rng: random.Random) -> tuple[np.ndarray, bool]:
         """``random_crop(self(img, rng), size, rng)`` with the same draws, at a fraction of the cost:
         only a window around the crop is rescaled, encoded and decoded. The window is aligned to the
         16-px JPEG block grid of the whole rescaled image and has a 16-px margin (chroma upsampling reads
         neighbouring blocks), so for JPEG the crop has the whole-image path's pixels (tests/test_modern.py
         checks it); lossy WebP predicts across blocks, so there it is the same codec and quality on a
-        smaller canvas. Both classes take this path alike: it adds no cue."""
+        smaller canvas. Both classes take this path alike: it adds no cue.
+
+        ``img`` may also be decoded pixels [H, W, 3] (a memory map from ``DecodedCache``): then only the
+        rows the window's filter reads are touched; the same pixels out without a rescale, within 1 of 255
+        before the encode with one (tests/test_modern.py)."""
         if rng.random() >= self.p:
             return random_crop(img, size, rng)
         s, q, webp, sigma = self._draw(img, rng)
-        w, h = _scaled(img.size, s) if abs(s - 1) > 1e-3 else img.size
+        iw, ih = size_of(img)
+        w, h = _scaled((iw, ih), s) if abs(s - 1) > 1e-3 else (iw, ih)
         if w < size or h < size:  # padded: rare, take the whole-image path
-            small = img.resize((w, h), Image.BICUBIC) if (w, h) != img.size else img
+            small = as_image(img)
+            small = small.resize((w, h), Image.BICUBIC) if (w, h) != small.size else small
             return random_crop(self._encode(small, q, webp, sigma), size, rng)
         x, y = rng.randint(0, w - size), rng.randint(0, h - size)
         m = 16
         x0, y0 = max(0, (x - m) // m * m), max(0, (y - m) // m * m)
         x1, y1 = min(w, -(-(x + size + m) // m) * m), min(h, -(-(y + size + m) // m) * m)
-        if (w, h) != img.size:  # resize only the window; the filter still reads the pixels around it
-            sx, sy = img.width / w, img.height / h
-            window = img.resize((x1 - x0, y1 - y0), Image.BICUBIC, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy))
+        if (w, h) != (iw, ih):  # resize only the window; the filter still reads the pixels around it
+            sx, sy = iw / w, ih / h
+            box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+            if isinstance(img, Image.Image):
+                window = img.resize((x1 - x0, y1 - y0), Image.BICUBIC, box=box)
+            else:  # decoded pixels: read only what bicubic reads for this box (its support is 2 output px,
+                # 2 * scale input px, each side; clamped to the image, as the filter clamps) and shift the box.
+                # The shifted box rounds differently in PIL's fixed-point weights: within 1 of 255 per pixel.
+                mx, my = math.ceil(2 * max(sx, 1.0)) + 2, math.ceil(2 * max(sy, 1.0)) + 2
+                l, t = max(0, math.floor(box[0]) - mx), max(0, math.floor(box[1]) - my)
+                r, b = min(iw, math.ceil(box[2]) + mx), min(ih, math.ceil(box[3]) + my)
+                window = region(img, l, t, r, b).resize((x1 - x0, y1 - y0), Image.BICUBIC,
+                                                        box=(box[0] - l, box[1] - t, box[2] - l, box[3] - t))
         else:
-            window = img.crop((x0, y0, x1, y1))
+            window = region(img, x0, y0, x1, y1)
         arr = np.asarray(self._encode(window, q, webp, sigma), dtype=np.uint8)[y - y0:y - y0 + size, x - x0:x - x0 + size]
         return arr.transpose(2, 0, 1).copy(), False
 

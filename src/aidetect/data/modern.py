@@ -27,6 +27,7 @@ as published and as format-neutral copies (short side ``neutral_side``, JPEG q90
 result can be read both ways. ``augment.format_neutral`` re-encodes every training image.
 """
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -44,7 +45,7 @@ from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from aidetect.config import ConfigError, number
-from aidetect.data.crops import CROP_POLICIES, build_format_neutral, crop_set, random_crop
+from aidetect.data.crops import CROP_POLICIES, as_image, build_format_neutral, crop_set, random_crop
 from aidetect.data.folder import InMemoryImages
 from aidetect.data.images import RESIZE_POLICIES, BadImage, fit_image, format_neutral, open_image
 from aidetect.io import torch_save
@@ -52,6 +53,7 @@ from aidetect.io import torch_save
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+DECODED_VERSION = 1  # the decoded training pixels (DecodedCache): bump when open_image's output changes
 COLUMNS = ("path", "label", "source_name", "family", "content")
 _PROMPT = re.compile(r"^(?P<key>.+?)(\.\d+|_tile\d+)?__[0-9a-f]{6,}$")
 
@@ -150,26 +152,73 @@ def _eval_item(job):
     return out
 
 
-class CropTrainSet(Dataset):
-    """Training images decoded per item (in the DataLoader workers): format-neutral re-encoding,
-    then a random native-resolution crop (or the resize policy), then a random horizontal flip."""
+class DecodedCache:
+    """Each training image decoded once and kept as its uint8 pixels [H, W, 3] in ``<folder>/<sha256>.npy``
+    (keyed by the file's content: a changed file gets a new entry), read back as a memory map, so a crop
+    reads only the rows it needs and the page cache, not the process, holds the pixels: resident memory
+    stays flat as the pool grows. ``data.decoded_cache=true``. The whole-file decode is most of the loader's
+    work on a 2-core machine (docs/performance.md); this spends about 3 bytes a pixel of disk instead (the
+    broad pool's training split: about 15 GB). Entries are written atomically (two workers writing one
+    write the same bytes); an unreadable entry is decoded again; a failed write (disk full) is logged and
+    training goes on from the decoded image. The folder name carries ``DECODED_VERSION``: bump it when
+    ``open_image``'s output changes. Not bit-identical to decoding each epoch when format-neutral training
+    rescales: the windowed bicubic from the array rounds within 1 of 255 (FormatNeutral.crop)."""
 
-    def __init__(self, paths, labels, policy, crop_size, image_size, neutral=None, hflip=0.5):
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def get(self, path: str, key: str) -> np.ndarray:
+        f = self.folder / f"{key}.npy"
+        try:
+            arr = np.load(f, mmap_mode="r")
+            if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+                return arr
+            log.warning("decoded cache entry %s holds %s %s, not uint8 [H, W, 3]: decoding %s again",
+                        f, arr.dtype, arr.shape, path)
+        except FileNotFoundError:
+            pass
+        except Exception as e:  # empty (EOFError), truncated or damaged (ValueError, OSError): decode again
+            log.warning("decoded cache entry %s unreadable (%s): decoding %s again", f, e, path)
+        arr = np.asarray(open_image(path, min_side=0), dtype=np.uint8)
+        tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr)
+            os.replace(tmp, f)
+        except OSError as e:  # disk full, read-only: this image is not cached, training goes on
+            log.warning("decoded cache: could not write %s (%s); %s is decoded each time", f, e, path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        return arr
+
+
+class CropTrainSet(Dataset):
+    """Training images decoded per item (in the DataLoader workers), or read from a ``DecodedCache``:
+    format-neutral re-encoding, then a random native-resolution crop (or the resize policy), then a random
+    horizontal flip."""
+
+    def __init__(self, paths, labels, policy, crop_size, image_size, neutral=None, hflip=0.5, cache=None, keys=None):
         self.paths, self.labels = [str(p) for p in paths], torch.as_tensor(labels, dtype=torch.long)
         self.policy, self.crop_size, self.image_size = policy, crop_size, image_size
         self.neutral, self.hflip = neutral, float(hflip)
+        self.cache, self.keys = cache, keys
+        if cache is not None and (keys is None or len(keys) != len(self.paths)):
+            raise ValueError("a decoded cache needs one key (the file's sha256) per path")
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
         rng = random.Random(int(torch.randint(0, 2 ** 62, ())))  # torch's RNG: seeded per worker by Lightning
-        img = open_image(self.paths[i], min_side=0)
+        img = open_image(self.paths[i], min_side=0) if self.cache is None else self.cache.get(self.paths[i], self.keys[i])
         if self.neutral is not None and self.policy in CROP_POLICIES:
             arr, _ = self.neutral.crop(img, self.crop_size, rng)  # re-encodes only a window around the crop
         elif self.policy in CROP_POLICIES:
             arr, _ = random_crop(img, self.crop_size, rng)
         else:
+            img = as_image(img)
             if self.neutral is not None:
                 img = self.neutral(img, rng)
             arr = np.asarray(fit_image(img, self.image_size, self.policy), dtype=np.uint8).transpose(2, 0, 1).copy()
@@ -184,7 +233,7 @@ class ModernDataModule(L.LightningDataModule):
                  val_fraction=0.1, test_fraction=0.1, split_seed=0, balance=None, fraction=1.0,
                  holdout="auto", holdout_bits=4, near_bits=4, format_neutral=None, neutral_side=512, hflip=0.5,
                  strict=False, min_side=8, data_dir="data", missing_hint=None, max_per_source=None, epoch_size=None,
-                 default_size=None):
+                 default_size=None, decoded_cache=False):
         super().__init__()
         if root is None:
             root = default_root()
@@ -228,6 +277,10 @@ class ModernDataModule(L.LightningDataModule):
         self.neutral = build_format_neutral(format_neutral)
         self.neutral_side, self.hflip = int(neutral_side), float(hflip)
         self.strict, self.min_side, self.data_dir = bool(strict), int(min_side), Path(data_dir)
+        if not isinstance(decoded_cache, bool):
+            raise ConfigError(f"data.decoded_cache={decoded_cache!r}: true (decode each training image once, keep its "
+                              f"pixels under {self.data_dir}/modern-cache/decoded-v{DECODED_VERSION}) or false")
+        self.decoded_cache = decoded_cache
         self.max_per_source = max_per_source
         self.epoch_size = None if epoch_size is None else number("data.epoch_size", epoch_size, int)
         self.splits: dict[str, InMemoryImages] = {}
@@ -422,8 +475,13 @@ class ModernDataModule(L.LightningDataModule):
             self.data_report[f"{name}_padded"] = padded
         if "train" in parts:
             tr = parts["train"]
+            cache = DecodedCache(self.data_dir / "modern-cache" / f"decoded-v{DECODED_VERSION}") if self.decoded_cache else None
             self.train_set = CropTrainSet([self.root / r["path"] for r in tr], [r["y"] for r in tr], self.resize,
-                                          self.crop_size, self.image_size, self.neutral, self.hflip)
+                                          self.crop_size, self.image_size, self.neutral, self.hflip,
+                                          cache, [r["sha"] for r in tr])
+            if cache is not None:
+                done = sum((cache.folder / f"{r['sha']}.npy").is_file() for r in tr)
+                self.data_report["decoded_cache"] = f"{cache.folder}: {done} of {len(tr)} training images decoded so far"
             self.data_report["train_padded"] = sum(min(r["width"], r["height"]) < self.crop_size for r in tr) \
                 if self.resize in CROP_POLICIES else 0
         for name, rs in parts.items():

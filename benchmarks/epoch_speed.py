@@ -10,7 +10,7 @@ Sections (each row also reports its peak RSS growth, sampled every 5 ms):
             forward; channels-last, as the framework trains) against "framework" = train.py's
             real path for one epoch (default callbacks and TensorBoard logger, no test), timed
             by the EpochStats callback that writes metrics.json; models seed_cifake_cnn and the
-            SmallResNet of experiment=best_cifake, batch 32 and 256, view none.
+            SmallResNet of experiment=best_cifake_scratch, batch 32 and 256, view none.
   settings  the framework with speed settings (foreach/fused optimizer, threads=1, bf16 autocast,
             compile=true) against the same limit, seed CNN at batch 32 (or --settings-model
             best_cifake --settings-batch 128: that recipe's model, flips and EMA callback; the
@@ -46,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 MODELS = {"seed_cnn": ["model=seed_cifake_cnn"], "small_resnet": ["model=small_resnet"],  # best_cifake's net
-          "best_cifake": ["experiment=best_cifake"]}  # with its flips and EMA callback (see settings)
+          "best_cifake": ["experiment=best_cifake_scratch"]}  # the SmallResNet recipe, named best_cifake when measured
 SETTINGS = {"default": [], "foreach": ["+model.optimizer.foreach=true"], "fused": ["+model.optimizer.fused=true"],
             "threads1": ["threads=1"], "bf16": ["trainer.precision=bf16-mixed"], "compile": ["compile=true"]}
 

@@ -291,7 +291,9 @@ def test_baseline_named_by_overrides_pairs_every_model_with_it(tmp_path, capsys)
         assert row["vs_baseline"]["p"] == pytest.approx(t.pvalue)
         assert row["vs_baseline"]["diff"] == pytest.approx(
             sum(a - b for a, b in zip(accs[key], accs[("a", "true")])) / 3)
-    assert "acc − model=a,model.net.pretrained=true" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    assert "acc − model=a,model.net.pretrained=true" in md
+    assert "| view | model | model.net.pretrained | Epoch 1 Val Accuracy" in md and "| none | cnn | None | 0.6200 |" in md  # mean of acc - 0.1
     from aidetect.cli import main
 
     with pytest.raises(SystemExit) as e:

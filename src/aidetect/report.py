@@ -243,7 +243,7 @@ def per_group(by_seed: dict[int, dict], base: dict[int, dict] | None, kind: str 
 
 def group_markdown(result: dict, kind: str = "content") -> list[str]:
     rows = [r for r in result["rows"] if r.get(f"per_{kind}")]
-    vs = result["view_settings"]
+    vs, var = result["view_settings"], result["varying"]
     lines = []
     for split, title in (("test", "as published"), ("test_neutral", "format-neutral copies")):
         groups = sorted({g for r in rows for g in r[f"per_{kind}"].get(split, {})}, key=lambda g: (g != "all", g))
@@ -251,8 +251,8 @@ def group_markdown(result: dict, kind: str = "content") -> list[str]:
             continue
         lines += ["", f"Test AUROC overall and per {kind}, {title} (mean over seeds; paired difference with "
                       f"{result['baseline']} [95% CI] where there are 2+ shared seeds):", "",
-                  "| view | " + ("settings | " if vs else "") + " | ".join(groups) + " |",
-                  "|---|" + ("---|" if vs else "") + "---|" * len(groups)]
+                  "| view | " + ("settings | " if vs else "") + "".join(f"{k} | " for k in var) + " | ".join(groups) + " |",
+                  "|---|" + ("---|" if vs else "") + "---|" * len(var) + "---|" * len(groups)]
         for r in rows:
             cells = []
             for g in groups:
@@ -260,7 +260,8 @@ def group_markdown(result: dict, kind: str = "content") -> list[str]:
                 v = None if cell is None else cell["vs_baseline"]
                 cells.append("" if cell is None else f"{cell['mean']:.4f}" + (
                     "" if v is None else f" ({v['diff']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}])"))
-            lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "") + " | ".join(cells) + " |")
+            lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "")
+                         + "".join(f"{r.get(k)} | " for k in var) + " | ".join(cells) + " |")
     return lines
 
 
@@ -323,11 +324,11 @@ def markdown(result: dict) -> str:
     n_ep = max((len(r["val_acc_per_epoch"]) for r in result["rows"]), default=0)
     if n_ep:  # eval.py's results have no training curve
         lines += ["", "Validation accuracy per epoch (mean over seeds):", "",
-                  "| view | " + ("settings | " if vs else "") + " | ".join(f"Epoch {e + 1} Val Accuracy"
-                                                                             for e in range(n_ep)) + " |",
-                  "|---|" + ("---|" if vs else "") + "---|" * n_ep]
+                  "| view | " + ("settings | " if vs else "") + "".join(f"{k} | " for k in var)
+                  + " | ".join(f"Epoch {e + 1} Val Accuracy" for e in range(n_ep)) + " |",
+                  "|---|" + ("---|" if vs else "") + "---|" * len(var) + "---|" * n_ep]
         for r in result["rows"]:
-            lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "")
+            lines.append(f"| {r['view']} | " + (f"{settings_text(r, vs)} | " if vs else "") + "".join(f"{r.get(k)} | " for k in var)
                          + " | ".join("" if a is None else f"{a:.4f}" for a in r["val_acc_per_epoch"]) + " |")
     lines += group_markdown(result, "content") + group_markdown(result, "family")
     if result["failed"]:

@@ -88,13 +88,14 @@ def markdown(tables: list[dict], families: list[str]) -> str:
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(a random positive scores above a random negative), ties counted half (Mann-Whitney U)."""
-    from scipy.stats import rankdata
+    """AUROC of positive against negative scores (torchmetrics, as every other table here); NaN if one side is empty."""
+    from torchmetrics.functional.classification import binary_auroc
 
     if not len(pos) or not len(neg):
         return float("nan")
-    ranks = rankdata(np.concatenate([pos, neg]))  # ties get their mean rank
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    scores = torch.from_numpy(np.concatenate([pos, neg]).astype(np.float64))
+    labels = torch.cat([torch.ones(len(pos), dtype=torch.long), torch.zeros(len(neg), dtype=torch.long)])
+    return float(binary_auroc(scores, labels))
 
 
 def real_table(run: Path, source_of: dict[str, str], sources: list[str], budgets=BUDGETS) -> dict:

@@ -123,7 +123,7 @@ def test_matrix_from_a_leave_family_out_sweep(tmp_path):
 
 
 def test_eval_scores_a_crop_grid_detector_with_its_own_crops(tmp_path, monkeypatch):
-    """eval.py on data=modern takes the checkpoint's crop size and grid (the shipped detector: 128 px, 3x3),
+    """eval.py on data=modern with no ckpt_path scores the shipped detector, with its crop size and grid (128 px, 3x3),
     not data=modern's default 224-px crops; an explicit data.crop_size still wins."""
     from test_modern import make_manifest_pool
 
@@ -140,12 +140,14 @@ def test_eval_scores_a_crop_grid_detector_with_its_own_crops(tmp_path, monkeypat
 
     monkeypatch.setattr(ev, "build_datamodule", spy)
     root = make_manifest_pool(tmp_path / "pool", n_prompts=16)
-    common = [f"ckpt_path={default_checkpoint()}", "data=modern", f"data.root={root}", f"data.data_dir={tmp_path / 'c'}",
+    common = ["data=modern", f"data.root={root}", f"data.data_dir={tmp_path / 'c'}",   # no ckpt_path: the shipped one
               "data.num_workers=0", "data.holdout=none", "logger=none", "trainer.enable_progress_bar=false"]
     ev.evaluate(compose("eval", common + [f"output_dir={tmp_path / 'a'}"]))
     assert seen[-1] == (128, 3)
     assert (tmp_path / "a" / "predictions.csv").is_file()
-    got = json.loads((tmp_path / "a" / "metrics.json").read_text())["breakdown"]  # per family, as train.py writes
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["checkpoint"] == str(default_checkpoint())
+    got = metrics["breakdown"]  # per family, as train.py writes
     assert set(got) == {"test", "test_neutral"} and set(got["test"]["family"]) == {"flux", "sdxl"}
     assert "family flux" in (tmp_path / "a" / "breakdown.md").read_text()
 

@@ -2,6 +2,7 @@
 
     python eval.py ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt data.archive=../shared/data/cifake.zip
     python eval.py ckpt_path=best.ckpt data=folder data.root=/my/images
+    python eval.py data=modern data.root=data/broad       # no ckpt_path: the shipped detector (or ckpt_path=cifake)
 
 The checkpoint carries everything about the model (network, view, input size, resize
 policy), so the images are seen exactly as in training; only the data comes from this
@@ -36,7 +37,7 @@ from aidetect.config import ConfigError
 from aidetect.data.crops import CROP_POLICIES
 from aidetect.io import write_json
 from aidetect.module import SCHEMA_VERSION, load_detector
-from aidetect.predict import write_predictions
+from aidetect.predict import resolve_checkpoint, write_predictions
 from aidetect.runs import build_datamodule, output_dir, run_test, write_skipped
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,12 @@ def given(cfg: DictConfig, key: str = "image_size", outside_hydra: bool = True):
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    model = load_detector(cfg.ckpt_path, weights=cfg.get("weights", "average"), tta=cfg.get("tta", "none"))
+    ckpt = resolve_checkpoint(cfg.get("ckpt_path"))  # a file, or a shipped detector's name (default, cifake)
+    model = load_detector(ckpt, weights=cfg.get("weights", "average"), tta=cfg.get("tta", "none"))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed)
-    log.info("checkpoint %s: %s", cfg.ckpt_path, model.describe())
+    log.info("checkpoint %s: %s", ckpt, model.describe())
     data_cfg = cfg.data.copy()
     size_given = given(cfg)
     if size_given is None:  # the checkpoint's size and policy; its native size if that matches (reuses the cache)
@@ -161,7 +163,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "temperature": model.hparams.temperature,
         "robustness": robustness,
         "format_neutral": neutral,
-        "checkpoint": str(cfg.ckpt_path),
+        "checkpoint": str(ckpt),
         "weights": cfg.get("weights", "average"),
         "tta": model.tta,
         "view": model.view.spec(),

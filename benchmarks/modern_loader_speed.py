@@ -2,6 +2,7 @@
 and the loader's peak memory at 1x and 4x the pool (issue 28, item 5).
 
     python benchmarks/modern_loader_speed.py --root data/grown [--n 960] [--repeats 2] [--crop 128] [--decoded-cache]
+        [--augment format_neutral|none]
 
 Both rows run the shipped recipe's step (experiment=modern_detector: EfficientNet-Lite0 cut at stride
 16, AdamW, batch 32, channels-last) on 2 threads, alternated and repeated (median reported):
@@ -12,6 +13,8 @@ Both rows run the shipped recipe's step (experiment=modern_detector: EfficientNe
            as train.py's training epochs do (Lightning's own loop and callbacks not included).
   loader_alone  the same loader with no step: what its 2 workers deliver when they have the cores.
 
+--augment none: the loader without the format-neutral re-encode (data=modern's own path: a random native crop
+and a flip), the setting issue 28 named before the shipped recipe added the re-encode.
 --decoded-cache: the loader reads each training image's pixels from data.decoded_cache (DecodedCache in
 src/aidetect/data/modern.py) instead of decoding the file; every training image is decoded into it before
 the timed rows (its time is reported), so they time the steady state of every epoch after the first. This
@@ -40,7 +43,7 @@ from pathlib import Path
 import torch
 
 
-def build(root: str, crop: int, workers: int, n: int, decoded_cache: bool = False):
+def build(root: str, crop: int, workers: int, n: int, decoded_cache: bool = False, augment: str = "format_neutral"):
     from aidetect.config import compose
     from aidetect.module import Detector, build_recipe
     from aidetect.runs import build_datamodule
@@ -48,7 +51,7 @@ def build(root: str, crop: int, workers: int, n: int, decoded_cache: bool = Fals
 
     cfg = compose("train", ["experiment=modern_detector", f"data.root={root}", f"data.crop_size={crop}",
                             f"data.num_workers={workers}", f"data.epoch_size={n}", "data.holdout=none",
-                            f"data.decoded_cache={str(decoded_cache).lower()}"])
+                            f"data.decoded_cache={str(decoded_cache).lower()}", f"augment={augment}"])
     dm = build_datamodule(cfg.data)
     dm.assign = _train_only(dm.assign)
     dm.setup("fit")
@@ -114,11 +117,12 @@ def warm_cache(dm) -> float:
     return time.perf_counter() - t0
 
 
-def rss_child(root: str, crop: int, n: int, decoded_cache: bool, fill_only: bool = False) -> None:
+def rss_child(root: str, crop: int, n: int, decoded_cache: bool, fill_only: bool = False,
+              augment: str = "format_neutral") -> None:
     """One pass of n images through the loader (no model); prints peak RSS of this process and its children.
     fill_only: decode the training split into the decoded cache and stop (run in its own child first, so
     the measuring child's peaks are those of reading the cache)."""
-    dm, _, _ = build(root, crop, 2, n, decoded_cache)
+    dm, _, _ = build(root, crop, 2, n, decoded_cache, augment)
     if fill_only:
         warm_cache(dm)
         return
@@ -129,7 +133,8 @@ def rss_child(root: str, crop: int, n: int, decoded_cache: bool, fill_only: bool
     print(json.dumps({"self_mb": round(me, 1), "worker_mb": round(kids, 1)}))
 
 
-def rss_rows(root: Path, crop: int, n: int, base: int, decoded_cache: bool = False) -> dict:
+def rss_rows(root: Path, crop: int, n: int, base: int, decoded_cache: bool = False,
+             augment: str = "format_neutral") -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         rows = list(csv.DictReader(open(root / "MANIFEST.csv", newline="")))[::-1][:base]  # both classes
@@ -145,7 +150,7 @@ def rss_rows(root: Path, crop: int, n: int, base: int, decoded_cache: bool = Fal
                     for r in rows:  # the same file under a new name and hash: a distinct row, same pixels
                         w.writerow({**r, "sha256": f"{r['sha256'][:60]}{i:04d}"})
             child = [sys.executable, __file__, "--rss-child", str(pool), "--crop", str(crop), "--n", str(n),
-                     *(["--decoded-cache"] if decoded_cache else [])]
+                     "--augment", augment, *(["--decoded-cache"] if decoded_cache else [])]
             if decoded_cache:
                 subprocess.run([*child, "--fill-only"], capture_output=True, text=True, check=True, cwd=tmp)
             res = subprocess.run(child, capture_output=True, text=True, check=True, cwd=tmp)
@@ -162,14 +167,16 @@ def main() -> None:
     ap.add_argument("--rss", action="store_true", help="also the loader's peak memory at 1x and 4x the pool")
     ap.add_argument("--rss-rows", type=int, default=1500, help="rows of the pool's manifest taken as 1x")
     ap.add_argument("--decoded-cache", action="store_true", help="read training pixels from data.decoded_cache")
+    ap.add_argument("--augment", default="format_neutral", choices=["format_neutral", "none"],
+                    help="the training loader's augmentation (none: random crop and flip only)")
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     ap.add_argument("--fill-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help="write the result as JSON here")
     a = ap.parse_args()
     torch.set_num_threads(2)
     if a.rss_child:
-        return rss_child(a.rss_child, a.crop, a.n, a.decoded_cache, a.fill_only)
-    dm, model, opt = build(a.root, a.crop, 2, a.n * (a.repeats + 1), a.decoded_cache)
+        return rss_child(a.rss_child, a.crop, a.n, a.decoded_cache, a.fill_only, a.augment)
+    dm, model, opt = build(a.root, a.crop, 2, a.n * (a.repeats + 1), a.decoded_cache, a.augment)
     warm_s = warm_cache(dm) if a.decoded_cache else None
     batch = next(iter(dm.train_dataloader()))
     memory_row(model, opt, batch, 64)  # warm-up (allocator, kernels)
@@ -180,10 +187,10 @@ def main() -> None:
         rates["loader_alone"].append(loader_alone_row(dm, a.n))
     med = {k: statistics.median(v) for k, v in rates.items()}
     result = {"root": a.root, "n": a.n, "crop": a.crop, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-              "decoded_cache": a.decoded_cache, "cache_fill_s": warm_s, "train_images": len(dm.train_set),
+              "decoded_cache": a.decoded_cache, "augment": a.augment, "cache_fill_s": warm_s, "train_images": len(dm.train_set),
               "images_per_second": rates, "median": med, "ratio_loader_over_memory": med["loader"] / med["memory"]}
     if a.rss:
-        result["peak_rss"] = rss_rows(Path(a.root), a.crop, a.n, a.rss_rows, a.decoded_cache)
+        result["peak_rss"] = rss_rows(Path(a.root), a.crop, a.n, a.rss_rows, a.decoded_cache, a.augment)
     print(json.dumps(result, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=1))

@@ -302,6 +302,11 @@ def test_eval_robustness_grid_writes_tables_at_the_fixed_threshold(trained, tmp_
     rows = list(csv.DictReader(open(tmp_path / "eval/robustness.csv")))
     assert len(rows) == 13 and (tmp_path / "eval/robustness.png").is_file()
     assert f"{m['threshold']:.4f}" in (tmp_path / "eval/robustness.md").read_text()
+    # which way accuracy fell: accuracy is the class-weighted mix of detection and (1 - false positives)
+    n_fake, n_real = len(list(root.glob("test/FAKE/*"))), len(list(root.glob("test/REAL/*")))
+    for r in rows:
+        mix = (n_fake * float(r["detection_at_threshold"]) + n_real * (1 - float(r["fpr_at_threshold"]))) / (n_fake + n_real)
+        assert mix == pytest.approx(float(r["acc_at_threshold"]), abs=1e-6), r["corruption"]
 
 
 # --- audit and views ------------------------------------------------------------------------------

@@ -92,8 +92,10 @@ def score(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict:
            "ece": float(binary_calibration_error(probs, labels, n_bins=ECE_BINS, norm="l1"))}
     if both:
         fpr, tpr, _ = binary_roc(probs, labels)
+        called = probs >= threshold  # which way a drop in accuracy goes: FAKE missed, or REAL called FAKE
         out.update(auroc=float(binary_auroc(probs, labels)), average_precision=float(binary_average_precision(probs, labels)),
-                   tpr_at_5fpr=float(tpr[fpr <= 0.05].max()))
+                   tpr_at_5fpr=float(tpr[fpr <= 0.05].max()), detection_at_threshold=float(called[labels == 1].float().mean()),
+                   fpr_at_threshold=float(called[labels == 0].float().mean()))
     return out
 
 

@@ -149,7 +149,8 @@ def run_grid(model, paths, labels: torch.Tensor, corruptions: list[dict], out: P
     return rows
 
 
-COLUMNS = ["corruption", "n", "acc_at_threshold", "auroc", "average_precision", "tpr_at_5fpr", "ece"]
+COLUMNS = ["corruption", "n", "acc_at_threshold", "detection_at_threshold", "fpr_at_threshold", "auroc",
+           "average_precision", "tpr_at_5fpr", "ece"]
 
 
 def write_tables(rows, out: Path, threshold: float, title: str):
@@ -162,10 +163,12 @@ def write_tables(rows, out: Path, threshold: float, title: str):
     atomic_write(out / "robustness.csv", buf.getvalue().encode())
     clean = rows[0]
     md = [f"Threshold {threshold:.4f} (fixed on clean validation data). Δ = change in accuracy from clean.", "",
-          "| corruption | accuracy | Δ | AUROC | AP | TPR@5%FPR | ECE |", "|---|---|---|---|---|---|---|"]
+          "| corruption | accuracy | Δ | FAKE detected | REAL called FAKE | AUROC | AP | TPR@5%FPR | ECE |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         f = lambda k: f"{r[k]:.4f}" if k in r else "n/a"  # noqa: E731
         md.append(f"| {r['corruption']} | {f('acc_at_threshold')} | {r['acc_at_threshold'] - clean['acc_at_threshold']:+.4f} "
+                  f"| {f('detection_at_threshold')} | {f('fpr_at_threshold')} "
                   f"| {f('auroc')} | {f('average_precision')} | {f('tpr_at_5fpr')} | {f('ece')} |")
     atomic_write(out / "robustness.md", ("\n".join(md) + "\n").encode())
 

@@ -34,6 +34,7 @@ def test_budgets_come_from_validation_real_and_catch_left_out_families(tmp_path)
     assert 0.68 < a30["threshold"] < 0.70 and a30["caught"]["new"] == 0.6
     assert abs(a30["balanced"] - (1 - 0.3 + 0.6) / 2) < 1e-9
     assert tb["n"] == {"new": 10}
+    assert tb["auroc"] == {"new": 0.0}  # every "new" image below every REAL test image: ranked, not thresholded
     pool = tmp_path / "pool"
     pool.mkdir()
     with open(pool / "MANIFEST.csv", "w", newline="") as f:
@@ -63,6 +64,9 @@ def test_unseen_real_sources_count_their_false_positives_and_combine_with_unseen
     assert (rt["n_unseen"], rt["n_other"], rt["n_fake"]) == (10, 4, 6)
     assert abs(rt["auroc_unseen"] - 0.65) < 1e-6 and rt["auroc_other"] == 1.0  # 6 phone photos below 0.8, 1 tied
     assert auroc(np.array([0.5]), np.array([0.5])) == 0.5  # ties count half
+    fam = real_table(run, source_of, ["phone"], budgets=(0.3,), family_of={f"f{i}": "a" for i in range(6)}, families=["a"])
+    assert fam["family_auroc_other"] == {"a": 1.0} and abs(fam["family_auroc_unseen"]["a"] - 0.65) < 1e-6
+    assert "(only the generator is new): a 1.000; mean 1.000" in real_markdown([fam], [], ["phone"])
     fake_tables = [{"rows": [{"budget": 0.3, "caught": {"a": 0.8, "b": 0.4}}]}]
     md = real_markdown([rt], fake_tables, ["phone"])
     assert "A=0.30: 0.500" in md  # ((1 - 0.6 + 0.8) / 2 + (1 - 0.6 + 0.4) / 2) / 2

@@ -208,7 +208,7 @@ def test_format_neutral_window_crop_matches_the_whole_image_path():
     # with the encode taken out, the array path's windowed bicubic is within 1 of 255 of the PIL path's
     class NoEncode(FormatNeutral):
         @staticmethod
-        def _encode(img, q, webp, sigma=0.0):
+        def _encode(img, q, webp, sigma=0.0, noise=(0.0, 0)):
             return img
     for kw in (dict(scale=(0.3, 0.9)), dict(scale=(1.2, 2.0)), dict(short_side=(100, 280))):
         fn = NoEncode(p=1.0, **kw)
@@ -224,6 +224,18 @@ def test_format_neutral_window_crop_matches_the_whole_image_path():
     assert r0.random() == r1.random()
     with pytest.raises(ConfigError, match="blur"):
         FormatNeutral(blur=1.5)
+    # noise really adds noise (of about the drawn sigma), and switched off it leaves the random stream alone
+    flat = Image.new("RGB", (128, 128), (120, 130, 140))
+    clean = FormatNeutral(p=1.0, jpeg_quality=(100, 100)).crop(flat, 64, random.Random(2))[0].astype(float)
+    noisy = FormatNeutral(p=1.0, jpeg_quality=(100, 100), noise=1.0, noise_sigma=(0.02, 0.02)).crop(flat, 64, random.Random(2))[0].astype(float)
+    spread = lambda x: x.std(axis=(1, 2)).mean()  # per channel: the flat image's channels differ
+    assert spread(clean) < 1.0 and 3.0 < spread(noisy) < 7.0  # sigma 0.02 of 255 is 5.1, before the JPEG round trip
+    assert FormatNeutral(noise=0.5).params()["noise"] == 0.5 and "noise" not in FormatNeutral().params()
+    r0, r1 = random.Random(4), random.Random(4)
+    FormatNeutral(p=1.0).crop(img, 64, r0), FormatNeutral(p=1.0, noise=0.0).crop(img, 64, r1)
+    assert r0.random() == r1.random()
+    with pytest.raises(ConfigError, match="noise_sigma"):
+        FormatNeutral(noise=0.5, noise_sigma=(0.1, 0.05))
     webp = FormatNeutral(p=1.0, jpeg_quality=(80, 80), webp=1.0).crop(img, 64, random.Random(0))[0]
     assert webp.shape == (3, 64, 64) and webp.dtype == np.uint8
     small, padded = FormatNeutral(p=1.0, scale=(0.5, 0.5)).crop(img.resize((100, 90)), 64, random.Random(0))

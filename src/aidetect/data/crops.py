@@ -88,7 +88,8 @@ class FormatNeutral:
     then no longer tell the classes apart (issue 31). Set through ``augment.format_neutral``."""
 
     def __init__(self, p: float = 1.0, scale=(0.5, 1.0), jpeg_quality=(60, 100), webp: float = 0.0,
-                 min_side: int = 0, short_side=None, blur: float = 0.0, blur_sigma=(0.1, 2.0)):
+                 min_side: int = 0, short_side=None, blur: float = 0.0, blur_sigma=(0.1, 2.0),
+                 noise: float = 0.0, noise_sigma=(0.005, 0.03)):
         lo, hi = (float(s) for s in scale)
         qlo, qhi = (int(q) for q in jpeg_quality)
         if not (0 <= float(p) <= 1 and 0 <= float(webp) <= 1):
@@ -106,6 +107,15 @@ class FormatNeutral:
         if not (0 <= self.blur <= 1 and len(self.blur_sigma) == 2 and 0 < self.blur_sigma[0] <= self.blur_sigma[1] <= 8):
             raise ConfigError(f"augment.format_neutral: blur={blur} is a probability in [0, 1] and blur_sigma="
                               f"{list(blur_sigma)} is [low, high] pixels with 0 < low <= high <= 8")
+        # Gaussian pixel noise with probability ``noise`` (sigma on [0, 1] from ``noise_sigma``), after the
+        # blur and before the encode: light noise is an evasion (it hides FAKE, docs/results/modern.md), so a
+        # detector that has seen it on both classes cannot lean on the faint traces it drowns. Off by default;
+        # drawn only when on. crop() draws the noise afresh for the window it encodes: the same noise
+        # statistics as the whole-image path, not the same noise.
+        self.noise, self.noise_sigma = float(noise), tuple(float(v) for v in noise_sigma)
+        if not (0 <= self.noise <= 1 and len(self.noise_sigma) == 2 and 0 < self.noise_sigma[0] <= self.noise_sigma[1] <= 0.5):
+            raise ConfigError(f"augment.format_neutral: noise={noise} is a probability in [0, 1] and noise_sigma="
+                              f"{list(noise_sigma)} is [low, high] on [0, 1] pixels with 0 < low <= high <= 0.5")
         self.short_side = None
         if short_side is not None:
             slo, shi = (int(v) for v in short_side)
@@ -116,10 +126,12 @@ class FormatNeutral:
     def params(self) -> dict:
         return {"p": self.p, "scale": list(self.scale), "jpeg_quality": list(self.quality), "webp": self.webp,
                 **({"short_side": list(self.short_side)} if self.short_side else {}),
-                **({"blur": self.blur, "blur_sigma": list(self.blur_sigma)} if self.blur else {})}
+                **({"blur": self.blur, "blur_sigma": list(self.blur_sigma)} if self.blur else {}),
+                **({"noise": self.noise, "noise_sigma": list(self.noise_sigma)} if self.noise else {})}
 
-    def _draw(self, img, rng: random.Random) -> tuple[float, int, bool, float]:
-        """The scale, quality, codec and blur sigma (0: none) of one image, in the order every path draws them."""
+    def _draw(self, img, rng: random.Random) -> tuple[float, int, bool, float, tuple[float, int]]:
+        """The scale, quality, codec, blur sigma (0: none) and (noise sigma, noise seed) of one image, in the
+        order every path draws them."""
         s = rng.uniform(*self.scale)
         if self.short_side:  # a common target size for both classes, never upscaled: sizes stop telling them apart
             s = min(1.0, rng.uniform(*self.short_side) / min(size_of(img)))
@@ -127,14 +139,19 @@ class FormatNeutral:
             s = max(s, min(1.0, self.min_side / min(size_of(img))))
         q, webp = rng.randint(*self.quality), rng.random() < self.webp
         sigma = rng.uniform(*self.blur_sigma) if self.blur and rng.random() < self.blur else 0.0
-        return s, q, webp, sigma
+        noise = (rng.uniform(*self.noise_sigma), rng.getrandbits(32)) if self.noise and rng.random() < self.noise else (0.0, 0)
+        return s, q, webp, sigma, noise
 
     @staticmethod
-    def _encode(img: Image.Image, q: int, webp: bool, sigma: float = 0.0) -> Image.Image:
+    def _encode(img: Image.Image, q: int, webp: bool, sigma: float = 0.0, noise=(0.0, 0)) -> Image.Image:
         from aidetect.data.images import open_image
 
         if sigma:
             img = img.filter(ImageFilter.GaussianBlur(sigma))
+        if noise[0]:  # as the robustness grid's noise: sigma on [0, 1], clipped, rounded
+            x = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
+            x += np.random.default_rng(noise[1]).normal(0, noise[0], x.shape).astype(np.float32)
+            img = Image.fromarray((np.clip(x, 0, 1) * 255).round().astype(np.uint8))
         buf = io.BytesIO()
         img.save(buf, "WEBP" if webp else "JPEG", quality=q)
         return open_image(buf.getvalue(), min_side=0)
@@ -142,10 +159,10 @@ class FormatNeutral:
     def __call__(self, img: Image.Image, rng: random.Random) -> Image.Image:
         if rng.random() >= self.p:
             return img
-        s, q, webp, sigma = self._draw(img, rng)
+        s, q, webp, sigma, noise = self._draw(img, rng)
         if abs(s - 1) > 1e-3:
             img = img.resize(_scaled(img.size, s), Image.BICUBIC)
-        return self._encode(img, q, webp, sigma)
+        return self._encode(img, q, webp, sigma, noise)
 
     def crop(self, img, size: int, rng: random.Random) -> tuple[np.ndarray, bool]:
         """``random_crop(self(img, rng), size, rng)`` with the same draws, at a fraction of the cost:
@@ -160,13 +177,13 @@ class FormatNeutral:
         before the encode with one (tests/test_modern.py)."""
         if rng.random() >= self.p:
             return random_crop(img, size, rng)
-        s, q, webp, sigma = self._draw(img, rng)
+        s, q, webp, sigma, noise = self._draw(img, rng)
         iw, ih = size_of(img)
         w, h = _scaled((iw, ih), s) if abs(s - 1) > 1e-3 else (iw, ih)
         if w < size or h < size:  # padded: rare, take the whole-image path
             small = as_image(img)
             small = small.resize((w, h), Image.BICUBIC) if (w, h) != small.size else small
-            return random_crop(self._encode(small, q, webp, sigma), size, rng)
+            return random_crop(self._encode(small, q, webp, sigma, noise), size, rng)
         x, y = rng.randint(0, w - size), rng.randint(0, h - size)
         m = 16
         x0, y0 = max(0, (x - m) // m * m), max(0, (y - m) // m * m)
@@ -186,7 +203,7 @@ class FormatNeutral:
                                                         box=(box[0] - l, box[1] - t, box[2] - l, box[3] - t))
         else:
             window = region(img, x0, y0, x1, y1)
-        arr = np.asarray(self._encode(window, q, webp, sigma), dtype=np.uint8)[y - y0:y - y0 + size, x - x0:x - x0 + size]
+        arr = np.asarray(self._encode(window, q, webp, sigma, noise), dtype=np.uint8)[y - y0:y - y0 + size, x - x0:x - x0 + size]
         return arr.transpose(2, 0, 1).copy(), False
 
 
@@ -200,7 +217,7 @@ def build_format_neutral(spec) -> FormatNeutral | None:
     try:
         return FormatNeutral(**dict(spec))
     except TypeError as e:
-        raise ConfigError(f"augment.format_neutral: {e}; valid settings: p, scale, short_side, jpeg_quality, webp, min_side, blur, blur_sigma") from None
+        raise ConfigError(f"augment.format_neutral: {e}; valid settings: p, scale, short_side, jpeg_quality, webp, min_side, blur, blur_sigma, noise, noise_sigma") from None
 
 
 def prepare_crops(images, size: int, k: int) -> torch.Tensor:

@@ -13,11 +13,13 @@ per left-out family, the share of its images caught at that threshold, and the b
 generators. The budget chosen is the smallest within 0.01 of the best mean balanced accuracy (the
 curve is flat near its top, and each step up calls more real photos FAKE). The test split's REAL images are not read, so the budget chosen here can be applied to
 a detector whose test split holds them (``aidetect calibrate CKPT --max-fpr A``) without touching its
-test figures. Also listed: each run's own threshold (best balanced accuracy on validation).
+test figures. Also listed: each run's own threshold (best balanced accuracy on validation), and each left-out
+family's AUROC against the REAL test images (the ranking, whatever the threshold: the leave-one-family-out measure).
 
 ``--real-runs`` adds the REAL side: runs with REAL sources left out (``data.leave_out=source:...``), the
 share of those sources' test images called FAKE per budget, and the balanced accuracy when both the
-generator and the kind of real photo are new.
+generator and the kind of real photo are new. A run given in both lists (families and REAL sources left out
+together) also gets each left-out family's AUROC against the REAL sources it trained on and against the unseen ones.
 """
 
 import argparse

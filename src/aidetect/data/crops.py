@@ -148,10 +148,10 @@ class FormatNeutral:
 
         if sigma:
             img = img.filter(ImageFilter.GaussianBlur(sigma))
-        if noise[0]:  # as the robustness grid's noise: sigma on [0, 1], clipped, rounded
-            x = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
-            x += np.random.default_rng(noise[1]).normal(0, noise[0], x.shape).astype(np.float32)
-            img = Image.fromarray((np.clip(x, 0, 1) * 255).round().astype(np.uint8))
+        if noise[0]:  # the robustness grid's own noise (sigma on [0, 1], seeded), so training sees what it tests
+            from aidetect.robustness import corrupt
+
+            img = corrupt(img.convert("RGB"), "noise", noise[0], seed=noise[1])
         buf = io.BytesIO()
         img.save(buf, "WEBP" if webp else "JPEG", quality=q)
         return open_image(buf.getvalue(), min_side=0)

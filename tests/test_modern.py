@@ -114,7 +114,7 @@ def test_families_content_and_leave_out(tmp_path):
     rows = flux.select()
     assert {r["family"] for r in rows} == {"flux", "real"}  # family filters act on FAKE rows; REAL all kept
     assert sum(r["label"] == "REAL" for r in rows) == 40
-    lo = dm_for(root, tmp_path, leave_out="family:sdxl")
+    lo = dm_for(root, tmp_path, leave_out="source:photos_1")
     parts = lo.assign(lo.select())
     assert not [r for r in parts["train"] + parts["val"] if r["family"] == "sdxl"]
     assert sum(r["family"] == "sdxl" for r in parts["test"]) == 20  # every sdxl image is tested
@@ -269,6 +269,46 @@ def test_setup_splits_loaders_and_counts(tmp_path):
     c = dm.data_report
     assert c["train"] + c["val"] + c["test"] == 101 and c["holdout_dropped"] == 0
     assert c["train_padded"] + c["val_padded"] + c["test_padded"] == 1  # the 40x40 image, padded, counted
+
+
+def test_eval_crop_caches_are_capped_and_a_full_disk_is_not_fatal(tmp_path, monkeypatch, caplog):
+    """Each split (and each leave-out) has its own val/test crop cache, GBs on a real pool: a sweep over
+    data.leave_out filled the disk. Past data.eval_cache_gb the caches unused longest go first, but never one
+    another process holds; a cache that cannot be written (disk full) leaves the run going from memory."""
+    import os
+
+    from filelock import FileLock
+
+    import aidetect.data.modern as modern
+
+    root = make_manifest_pool(tmp_path / "pool", n_prompts=20)
+    folder = tmp_path / "cache" / "modern-cache"
+    ref = dm_for(root, tmp_path)
+    ref.setup("fit")
+    first = sorted(folder.glob("modern-*.pt"))
+    assert [f.name.split("-")[1] for f in first] == ["test", "val"]
+    for i, f in enumerate(first):  # made long ago
+        os.utime(f, (1000 + i, 1000 + i))
+    with FileLock(str(first[1]) + ".lock"):  # the old val cache: another process is reading it
+        dm_for(root, tmp_path, leave_out="source:photos_1", eval_cache_gb=0).setup("fit")  # keep nothing but the newest
+    left = sorted(f.name for f in folder.glob("modern-*.pt"))
+    assert first[0].name not in left and first[1].name in left and len(left) == 2, left  # + the new test cache
+    dm_for(root, tmp_path, leave_out="source:photos_1").setup("fit")  # 20 GB: nothing more goes
+    assert len(list(folder.glob("modern-*.pt"))) == 3
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(modern, "torch_save", full)
+    with caplog.at_level("WARNING"):
+        fresh = dm_for(root, tmp_path / "other")
+        fresh.setup("fit")
+    assert "could not write the val split's crop cache" in caplog.text and "No space left" in caplog.text
+    assert not list((tmp_path / "other" / "cache" / "modern-cache").glob("modern-*.pt"))
+    for split in ("val", "test", "test_neutral"):  # the same crops as the cached run's
+        assert torch.equal(fresh.splits[split].images, ref.splits[split].images), split
+    with pytest.raises(ConfigError, match="data.eval_cache_gb=-1"):
+        dm_for(root, tmp_path, eval_cache_gb=-1)
 
 
 def test_per_family_table_counts_and_ranks():

@@ -41,7 +41,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from aidetect.config import ConfigError, number
@@ -227,13 +227,39 @@ class CropTrainSet(Dataset):
         return torch.from_numpy(arr), self.labels[i]
 
 
+def cache_bytes(*tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def evict_eval_caches(folder: Path, budget: float, keep: Path | None = None) -> list[Path]:
+    """Delete the val/test crop caches (``*-val-*.pt``, ``*-test-*.pt``) unused longest until the rest fit in
+    ``budget`` bytes: every leave-out split has its own (GBs each), so a sweep would otherwise fill the disk.
+    A cache another process holds (its lock taken) is never deleted. Returns the deleted files."""
+    files = sorted((f for pat in ("*-val-*.pt", "*-test-*.pt") for f in Path(folder).glob(pat) if f != keep),
+                   key=lambda f: f.stat().st_mtime)
+    total, gone = sum(f.stat().st_size for f in files), []
+    for f in files:
+        if total <= budget:
+            break
+        try:
+            with FileLock(str(f) + ".lock", timeout=0):
+                size = f.stat().st_size
+                f.unlink()
+        except (Timeout, FileNotFoundError):
+            continue
+        total -= size
+        gone.append(f)
+        log.info("evicted the crop cache %s (%.1f GB; data.eval_cache_gb caps them)", f.name, size / 1e9)
+    return gone
+
+
 class ModernDataModule(L.LightningDataModule):
     def __init__(self, root=None, name="modern", families=None, content=None, sources=None, leave_out=None,
                  resize="random_crop", crop_size=224, eval_crops=3, image_size=None, batch_size=32, num_workers=2,
                  val_fraction=0.1, test_fraction=0.1, split_seed=0, balance=None, fraction=1.0,
                  holdout="auto", holdout_bits=4, near_bits=4, format_neutral=None, neutral_side=512, hflip=0.5,
                  strict=False, min_side=8, data_dir="data", missing_hint=None, max_per_source=None, epoch_size=None,
-                 default_size=None, decoded_cache=False):
+                 default_size=None, decoded_cache=False, eval_cache_gb=20):
         super().__init__()
         if root is None:
             root = default_root()
@@ -281,6 +307,10 @@ class ModernDataModule(L.LightningDataModule):
             raise ConfigError(f"data.decoded_cache={decoded_cache!r}: true (decode each training image once, keep its "
                               f"pixels under {self.data_dir}/modern-cache/decoded-v{DECODED_VERSION}) or false")
         self.decoded_cache = decoded_cache
+        self.eval_cache_gb = number("data.eval_cache_gb", eval_cache_gb, float)
+        if self.eval_cache_gb < 0:
+            raise ConfigError(f"data.eval_cache_gb={eval_cache_gb}: the disk the val/test crop caches may keep, in GB "
+                              f"(>= 0; 0 keeps none but the newest)")
         self.max_per_source = max_per_source
         self.epoch_size = None if epoch_size is None else number("data.epoch_size", epoch_size, int)
         self.splits: dict[str, InMemoryImages] = {}
@@ -445,7 +475,13 @@ class ModernDataModule(L.LightningDataModule):
                             neu = torch.empty((len(jobs), *b.shape), dtype=torch.uint8)
                         pub[i], neu[i] = torch.from_numpy(a), torch.from_numpy(b)
                         padded += pad
-                torch_save({"published": pub, "neutral": neu, "padded": padded}, cache)
+                evict_eval_caches(cache.parent, self.eval_cache_gb * 1e9 - cache_bytes(pub, neu), keep=cache)
+                try:
+                    torch_save({"published": pub, "neutral": neu, "padded": padded}, cache)
+                except OSError as e:  # disk full: this run goes on from memory, the next one decodes again
+                    log.warning("could not write the %s split's crop cache %s (%s); going on without it", split, cache, e)
+                    return pub, neu, padded
+            os.utime(cache)  # its last use: the caches unused longest are evicted first
             data = torch.load(cache, weights_only=True)
         return data["published"], data["neutral"], int(data["padded"])
 

@@ -240,9 +240,9 @@ def heatmap(m: dict, path: Path, title: str) -> None:
     data = [[m["cells"][a].get(b, {}).get("auroc", nan) for b in fams] for a in m["cells"]]
     if m["lofo"]:
         data.append([m["lofo"].get(b, {}).get("auroc", nan) for b in fams])
-    fig, ax = plt.subplots(figsize=(1.4 * len(fams) + 2, 0.6 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(0.7 * len(fams) + 3, 0.55 * len(rows) + 2))  # square cells, little margin
     im = ax.imshow(np.array(data, dtype=float), vmin=0.5, vmax=1.0, cmap="viridis")
-    ax.set_xticks(range(len(fams)), fams)
+    ax.set_xticks(range(len(fams)), fams, rotation=45, ha="right")  # family names never run into each other
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("test family (FAKE test images vs REAL test images)")
     ax.set_ylabel("trained on")
@@ -250,8 +250,9 @@ def heatmap(m: dict, path: Path, title: str) -> None:
         for j, v in enumerate(row):
             if v == v:
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.8 else "k", fontsize=8)
-    fig.colorbar(im, ax=ax, label="AUROC")
+    fig.colorbar(im, ax=ax, label="AUROC", shrink=0.8)
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
     save_figure(fig, path)
 
 

@@ -61,3 +61,21 @@ def test_model_card_numbers_are_the_training_runs_own():
         assert len(nums) >= 9
         for n in nums:
             assert n in part, f"{n} of the card's row {row[:30]!r} is not in the run's breakdown.md"
+
+
+def test_model_card_leave_one_family_out_numbers_are_the_sweeps_own():
+    """The card's leave-one-family-out AUROCs are in the matrix.md the sweep's aggregate wrote (copied to
+    docs/results/modern_lofo_matrix.md), and its mean is that file's mean: no hand-typed result."""
+    import re
+
+    card = (ROOT / "src/aidetect/weights/README.md").read_text()
+    written = (ROOT / "docs/results/modern_lofo_matrix.md").read_text()
+    para = card.split("**Leave one family out**", 1)[1].split("\n\n", 1)[0]
+    published = written.split("## format-neutral", 1)[0]
+    lofo = published.split("leave-one-family-out)**", 1)[1].split("\n", 1)[0]
+    per_family = re.findall(r"(?:FLUX|SD 1.5|PixArt|StyleGAN2|2022-era|SDXL) (0\.\d{3})", para)
+    assert len(per_family) == 6
+    for n in per_family:
+        assert n in lofo, f"{n} is not in the sweep's leave-one-family-out row"
+    mean = re.search(r"mean (0\.\d{3})", para).group(1)
+    assert f"mean AUROC: {mean} over {len(per_family)} families" in published

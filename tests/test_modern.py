@@ -114,7 +114,7 @@ def test_families_content_and_leave_out(tmp_path):
     rows = flux.select()
     assert {r["family"] for r in rows} == {"flux", "real"}  # family filters act on FAKE rows; REAL all kept
     assert sum(r["label"] == "REAL" for r in rows) == 40
-    lo = dm_for(root, tmp_path, leave_out="source:photos_1")
+    lo = dm_for(root, tmp_path, leave_out="family:sdxl")
     parts = lo.assign(lo.select())
     assert not [r for r in parts["train"] + parts["val"] if r["family"] == "sdxl"]
     assert sum(r["family"] == "sdxl" for r in parts["test"]) == 20  # every sdxl image is tested

@@ -120,6 +120,30 @@ def test_matrix_from_a_leave_family_out_sweep(tmp_path):
     assert got["test_neutral"]["lofo"]["flux"]["auroc"] == pytest.approx(0.61)
     assert (tmp_path / "matrix.png").is_file() and (tmp_path / "matrix_neutral.png").is_file()
     assert write_matrices(tmp_path / "none", [(None, runs[-1][1])]) is None  # nothing left out: no table
+    assert m["lofo_content"] == {}  # these runs predate the content-matched cells: no per-content rows
+
+
+def test_matrix_has_content_matched_leave_out_rows(tmp_path):
+    """A leave-one-family-out run's family_content cells give the per-content rows (content-matched: the left-out
+    family's art against REAL art); a cell under min_test FAKE or REAL images is left empty."""
+    from aidetect.breakdown import matrix_from_runs, write_matrices
+
+    def run(left, auroc, art_real=40):
+        fam = {f: _fam(0.99, 100) for f in ("flux", "sdxl")}
+        fam[left] = _fam(auroc, 100)
+        fc = {left: {"photo": _fam(auroc + 0.02, 60, 200), "art": _fam(auroc - 0.2, 40, art_real)}}
+        return {"test": {"family": fam, "family_content": fc}}
+
+    runs = [("family:flux", run("flux", 0.9)), ("family:sdxl", run("sdxl", 0.7, art_real=12))]
+    m = matrix_from_runs(runs, "test")
+    assert m["lofo_content"]["photo"]["flux"]["auroc"] == pytest.approx(0.92)
+    assert m["lofo_content"]["photo"]["sdxl"]["auroc"] == pytest.approx(0.72)
+    assert set(m["lofo_content"]["art"]) == {"flux"}  # sdxl's art cell: 12 REAL art images, under min_test
+    assert m["lofo_content"]["art"]["flux"]["auroc"] == pytest.approx(0.7)
+    write_matrices(tmp_path, runs)
+    text = (tmp_path / "matrix.md").read_text()
+    assert "| photo (n REAL = 200) | 0.920" in text and "| 0.820 over 2 |" in text
+    assert "| art (n REAL = 40) | 0.700" in text and "| 0.700 over 1 |" in text
 
 
 def test_eval_scores_a_crop_grid_detector_with_its_own_crops(tmp_path, monkeypatch):

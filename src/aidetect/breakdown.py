@@ -82,11 +82,16 @@ def breakdown(rows: list[dict], logits: torch.Tensor, threshold: float = 0.5, te
     out["overall"] = overall
     fams = sorted({r["family"] for r in rows if r["y"] == 1})
     out["family"] = {f: _cell(p[(y == 1) & np.array([r["family"] == f for r in rows])], real, threshold) for f in fams}
-    out["content"] = {}
+    out["content"], out["family_content"] = {}, {}
+    fam_of = np.array([r["family"] for r in rows])
     for c in sorted({r["content"] for r in rows}):
         is_c = np.array([r["content"] == c for r in rows])
         if (is_c & (y == 1)).any() and (is_c & (y == 0)).any():
             out["content"][c] = _cell(p[is_c & (y == 1)], p[is_c & (y == 0)], threshold)
+            for f in fams:  # content-matched: a family's art against REAL art, its photos against REAL photos
+                if (is_c & (y == 1) & (fam_of == f)).any():
+                    out["family_content"].setdefault(f, {})[c] = _cell(p[is_c & (y == 1) & (fam_of == f)],
+                                                                        p[is_c & (y == 0)], threshold)
     srcs = sorted({r["source_name"] for r in rows if r["y"] == 0})
     out["real_source_fpr"] = {}
     for s in srcs:
@@ -124,6 +129,17 @@ def breakdown_markdown(tables: dict[str, dict]) -> str:
                   f"5% false positives (thresholds from the REAL test scores): "
                   f"{_fmt(o.get('detection_at_1pct_fpr', float('nan')), o.get('detection_at_1pct_fpr_ci', [0, 0]))} / "
                   f"{_fmt(o.get('detection_at_5pct_fpr', float('nan')), o.get('detection_at_5pct_fpr_ci', [0, 0]))}.", ""]
+        fc = b.get("family_content") or {}
+        contents = sorted({c for v in fc.values() for c in v})
+        if fc and contents:
+            lines += ["Content-matched, per family (its FAKE images of a content against the REAL images of that "
+                      "content): AUROC (n FAKE).", "",
+                      "| family | " + " | ".join(f"vs REAL {c}" for c in contents) + " |", "|---|" + "---|" * len(contents)]
+            for f, cs in fc.items():
+                lines.append(f"| {f} | " + " | ".join(
+                    f"{cs[c]['auroc']:.3f} ({cs[c]['n_fake']})" if c in cs and cs[c]["auroc"] == cs[c]["auroc"] else "–"
+                    for c in contents) + " |")
+            lines.append("")
         if b.get("real_source_fpr"):
             lines.append("False positives per REAL source: " + ", ".join(
                 f"{s} {v['fpr']:.3f} (n={v['n']})" for s, v in b["real_source_fpr"].items()) + ".")
@@ -190,6 +206,16 @@ def matrix_markdown(m: dict) -> str:
     n_real = {c["n_real"] for cells in [*m["cells"].values(), m["lofo"]] for c in cells.values()}
     lines += ["", "Each cell: that family's FAKE test images against the REAL test images "
               f"(n REAL = {', '.join(map(str, sorted(n_real)))}); AUROC [bootstrap 95% CI] (n FAKE)."]
+    if m.get("lofo_content"):
+        lines += ["", "Leave-one-family-out, content-matched: the left-out family's FAKE images of one content against "
+                  "the REAL test images of the same content.", "",
+                  "| content \\ left out | " + " | ".join(fams) + " | mean |", "|---|" + "---|" * (len(fams) + 1)]
+        for c, cells in m["lofo_content"].items():
+            n_r = sorted({v["n_real"] for v in cells.values()})
+            vals = [v["auroc"] for v in cells.values() if v["auroc"] == v["auroc"]]
+            lines.append(f"| {c} (n REAL = {', '.join(map(str, n_r))}) | "
+                         + " | ".join(_matrix_cell(cells.get(b)) for b in fams)
+                         + f" | {np.mean(vals):.3f} over {len(vals)} |")
     return "\n".join(lines)
 
 
@@ -199,7 +225,7 @@ def matrix_from_runs(runs: list[tuple], key: str = "test", min_test: int = 30) -
     a run leaving out one family (``family:X``) is X's leave-one-family-out cell; a run leaving out
     every family but A is the row "trained on A" (the left-out families' images are all in its test
     split); a run leaving nothing out is the row "all". ``key``: test (as published) or test_neutral."""
-    cells, lofo, fams = {}, {}, set()
+    cells, lofo, lofo_content, fams = {}, {}, {}, set()
 
     def cell(c):
         return {"auroc": c["auroc"], "ci": c["auroc_ci"], "n_fake": c["n_fake"], "n_real": c["n_real"]}
@@ -217,13 +243,18 @@ def matrix_from_runs(runs: list[tuple], key: str = "test", min_test: int = 30) -
         if not left:
             cells["all"] = {f: cell(c) for f, c in fam.items()}
         elif len(left) == 1 and next(iter(left)) in fam:
-            lofo[next(iter(left))] = cell(fam[next(iter(left))])
+            f = next(iter(left))
+            lofo[f] = cell(fam[f])
+            for c, v in (b[key].get("family_content") or {}).get(f, {}).items():  # older runs: none
+                if v["n_fake"] >= min_test and v["n_real"] >= min_test:
+                    lofo_content.setdefault(c, {})[f] = cell(v)
         if len(trained) == 1:
             cells[next(iter(trained))] = {f: cell(c) for f, c in fam.items()}
     if not fams or (not cells and not lofo):  # no family with enough FAKE test images: no table
         return None
     return {"train_families": sorted(cells), "test_families": sorted(fams),
-            "cells": dict(sorted(cells.items())), "lofo": dict(sorted(lofo.items()))}
+            "cells": dict(sorted(cells.items())), "lofo": dict(sorted(lofo.items())),
+            "lofo_content": {c: dict(sorted(v.items())) for c, v in sorted(lofo_content.items())}}
 
 
 def heatmap(m: dict, path: Path, title: str) -> None:
@@ -236,10 +267,12 @@ def heatmap(m: dict, path: Path, title: str) -> None:
 
     nan = float("nan")
     fams = m["test_families"]
-    rows = list(m["cells"]) + (["leave-out"] if m["lofo"] else [])
+    per_content = m.get("lofo_content") or {}
+    rows = list(m["cells"]) + (["leave-out"] if m["lofo"] else []) + [f"leave-out, {c} vs REAL {c}" for c in per_content]
     data = [[m["cells"][a].get(b, {}).get("auroc", nan) for b in fams] for a in m["cells"]]
     if m["lofo"]:
         data.append([m["lofo"].get(b, {}).get("auroc", nan) for b in fams])
+    data += [[cells.get(b, {}).get("auroc", nan) for b in fams] for cells in per_content.values()]
     fig, ax = plt.subplots(figsize=(0.7 * len(fams) + 3, 0.55 * len(rows) + 2))  # square cells, little margin
     im = ax.imshow(np.array(data, dtype=float), vmin=0.5, vmax=1.0, cmap="viridis")
     ax.set_xticks(range(len(fams)), fams, rotation=45, ha="right")  # family names never run into each other

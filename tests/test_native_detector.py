@@ -125,7 +125,7 @@ def test_matrix_from_a_leave_family_out_sweep(tmp_path):
 
 def test_matrix_has_content_matched_leave_out_rows(tmp_path):
     """A leave-one-family-out run's family_content cells give the per-content rows (content-matched: the left-out
-    family's art against REAL art); a cell under min_test FAKE or REAL images is left empty."""
+    family's art against REAL art); a cell under min_test FAKE or MIN_REAL_CONTENT REAL images is left empty."""
     from aidetect.breakdown import matrix_from_runs, write_matrices
 
     def run(left, auroc, art_real=40):
@@ -134,11 +134,11 @@ def test_matrix_has_content_matched_leave_out_rows(tmp_path):
         fc = {left: {"photo": _fam(auroc + 0.02, 60, 200), "art": _fam(auroc - 0.2, 40, art_real)}}
         return {"test": {"family": fam, "family_content": fc}}
 
-    runs = [("family:flux", run("flux", 0.9)), ("family:sdxl", run("sdxl", 0.7, art_real=12))]
+    runs = [("family:flux", run("flux", 0.9)), ("family:sdxl", run("sdxl", 0.7, art_real=8))]
     m = matrix_from_runs(runs, "test")
     assert m["lofo_content"]["photo"]["flux"]["auroc"] == pytest.approx(0.92)
     assert m["lofo_content"]["photo"]["sdxl"]["auroc"] == pytest.approx(0.72)
-    assert set(m["lofo_content"]["art"]) == {"flux"}  # sdxl's art cell: 12 REAL art images, under min_test
+    assert set(m["lofo_content"]["art"]) == {"flux"}  # sdxl's art cell: 8 REAL art images, too few
     assert m["lofo_content"]["art"]["flux"]["auroc"] == pytest.approx(0.7)
     write_matrices(tmp_path, runs)
     text = (tmp_path / "matrix.md").read_text()

@@ -19,6 +19,11 @@ import torch
 from torchmetrics.functional.classification import binary_auroc
 
 
+# the fewest REAL test images of one content a content-matched matrix cell is drawn on: a pool's REAL art is
+# scarce (18 in `wide`'s test split), and the cell's bootstrap CI shows how little 18 say
+MIN_REAL_CONTENT = 10
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
@@ -246,7 +251,7 @@ def matrix_from_runs(runs: list[tuple], key: str = "test", min_test: int = 30) -
             f = next(iter(left))
             lofo[f] = cell(fam[f])
             for c, v in (b[key].get("family_content") or {}).get(f, {}).items():  # older runs: none
-                if v["n_fake"] >= min_test and v["n_real"] >= min_test:
+                if v["n_fake"] >= min_test and v["n_real"] >= MIN_REAL_CONTENT:
                     lofo_content.setdefault(c, {})[f] = cell(v)
         if len(trained) == 1:
             cells[next(iter(trained))] = {f: cell(c) for f, c in fam.items()}

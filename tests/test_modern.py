@@ -331,7 +331,7 @@ def test_per_family_table_counts_and_ranks():
 def test_content_matched_cells_pit_a_family_against_real_of_its_own_content():
     """A family's art is ranked against REAL art only, its photos against REAL photos: a detector that merely
     calls every painting FAKE scores high on the family as a whole and at chance on the art-vs-art cell."""
-    fake = [("flux", "art", 2.0)] * 3 + [("flux", "photo", 1.0), ("flux", "photo", -1.0)]
+    fake = [("flux", "art", 2.0)] * 3 + [("flux", "photo", 1.0), ("flux", "photo", -1.0), ("sdxl", "art", -5.0)]
     real = [("real", "art", 2.0)] * 3 + [("real", "photo", -2.0)] * 5
     rows = [{"y": int(f != "real"), "family": f, "content": c, "source_name": f} for f, c, _ in fake + real]
     b = breakdown(rows, torch.tensor([v for *_, v in fake + real]), threshold=0.5)
@@ -341,7 +341,8 @@ def test_content_matched_cells_pit_a_family_against_real_of_its_own_content():
     assert b["family"]["flux"]["auroc"] == pytest.approx(29.5 / 40)  # against all REAL its art looks detected
     from aidetect.breakdown import breakdown_markdown
     text = breakdown_markdown({"as published": b})
-    assert "| flux | 0.500 (3) | 1.000 (2) |" in text
+    assert "| vs REAL art (n=3) | vs REAL photo (n=5) |" in text
+    assert "| flux | 0.500 [" in text and "] (3) | 1.000 [" in text and "| sdxl | 0.000 [" in text
 
 
 def test_design_card_command_composes_the_seed_flux_setup():

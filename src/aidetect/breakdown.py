@@ -135,15 +135,16 @@ def breakdown_markdown(tables: dict[str, dict]) -> str:
                   f"{_fmt(o.get('detection_at_1pct_fpr', float('nan')), o.get('detection_at_1pct_fpr_ci', [0, 0]))} / "
                   f"{_fmt(o.get('detection_at_5pct_fpr', float('nan')), o.get('detection_at_5pct_fpr_ci', [0, 0]))}.", ""]
         fc = b.get("family_content") or {}
-        contents = sorted({c for v in fc.values() for c in v})
-        if fc and contents:
+        n_real = {c: v["n_real"] for cs in fc.values() for c, v in cs.items()}  # one REAL set per content
+        if n_real:
             lines += ["Content-matched, per family (its FAKE images of a content against the REAL images of that "
-                      "content): AUROC (n FAKE).", "",
-                      "| family | " + " | ".join(f"vs REAL {c}" for c in contents) + " |", "|---|" + "---|" * len(contents)]
-            for f, cs in fc.items():
+                      "content): AUROC [95% CI] (n FAKE).", "",
+                      "| family | " + " | ".join(f"vs REAL {c} (n={n_real[c]})" for c in sorted(n_real)) + " |",
+                      "|---|" + "---|" * len(n_real)]
+            for f in sorted(fc):
                 lines.append(f"| {f} | " + " | ".join(
-                    f"{cs[c]['auroc']:.3f} ({cs[c]['n_fake']})" if c in cs and cs[c]["auroc"] == cs[c]["auroc"] else "–"
-                    for c in contents) + " |")
+                    f"{_fmt(fc[f][c]['auroc'], fc[f][c]['auroc_ci'])} ({fc[f][c]['n_fake']})" if c in fc[f] else "–"
+                    for c in sorted(n_real)) + " |")
             lines.append("")
         if b.get("real_source_fpr"):
             lines.append("False positives per REAL source: " + ", ".join(
@@ -220,7 +221,7 @@ def matrix_markdown(m: dict) -> str:
             vals = [v["auroc"] for v in cells.values() if v["auroc"] == v["auroc"]]
             lines.append(f"| {c} (n REAL = {', '.join(map(str, n_r))}) | "
                          + " | ".join(_matrix_cell(cells.get(b)) for b in fams)
-                         + f" | {np.mean(vals):.3f} over {len(vals)} |")
+                         + (f" | {np.mean(vals):.3f} over {len(vals)} |" if vals else " | – |"))
     return "\n".join(lines)
 
 
@@ -283,7 +284,7 @@ def heatmap(m: dict, path: Path, title: str) -> None:
     ax.set_xticks(range(len(fams)), fams, rotation=45, ha="right")  # family names never run into each other
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("test family (FAKE test images vs REAL test images)")
-    ax.set_ylabel("trained on")
+    ax.set_ylabel("trained on / left out")
     for i, row in enumerate(data):
         for j, v in enumerate(row):
             if v == v:

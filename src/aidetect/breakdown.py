@@ -86,9 +86,9 @@ def breakdown(rows: list[dict], logits: torch.Tensor, threshold: float = 0.5, te
             overall[f"detection_at_{int(rate * 100)}pct_fpr_ci"] = list(wilson(k, len(allfake)))
     out["overall"] = overall
     fams = sorted({r["family"] for r in rows if r["y"] == 1})
-    out["family"] = {f: _cell(p[(y == 1) & np.array([r["family"] == f for r in rows])], real, threshold) for f in fams}
-    out["content"], out["family_content"] = {}, {}
     fam_of = np.array([r["family"] for r in rows])
+    out["family"] = {f: _cell(p[(y == 1) & (fam_of == f)], real, threshold) for f in fams}
+    out["content"], out["family_content"] = {}, {}
     for c in sorted({r["content"] for r in rows}):
         is_c = np.array([r["content"] == c for r in rows])
         if (is_c & (y == 1)).any() and (is_c & (y == 0)).any():

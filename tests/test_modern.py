@@ -345,6 +345,21 @@ def test_content_matched_cells_pit_a_family_against_real_of_its_own_content():
     assert "| flux | 0.500 [" in text and "] (3) | 1.000 [" in text and "| sdxl | 0.000 [" in text
 
 
+def test_each_fake_source_is_scored_on_its_own():
+    """Two galleries of one family (an old and a new version) get their own cells against all REAL images:
+    the family cell alone would hide that the new one is missed."""
+    fake = [("midjourney", "mj_v3", 3.0)] * 4 + [("midjourney", "mj_v5", -3.0)] * 2
+    real = [("real", "photos", 0.0)] * 4
+    rows = [{"y": int(f != "real"), "family": f, "content": "other", "source_name": s} for f, s, _ in fake + real]
+    b = breakdown(rows, torch.tensor([v for *_, v in fake + real]), threshold=0.5)
+    assert b["family"]["midjourney"]["auroc"] == pytest.approx(4 / 6)
+    assert set(b["fake_source"]) == {"mj_v3", "mj_v5"}  # REAL sources are not FAKE cells
+    assert b["fake_source"]["mj_v3"]["auroc"] == 1.0 and b["fake_source"]["mj_v5"]["auroc"] == 0.0
+    assert b["fake_source"]["mj_v5"]["n_fake"] == 2 and b["fake_source"]["mj_v3"]["detection"] == 1.0
+    from aidetect.breakdown import breakdown_markdown
+    assert "mj_v3 1.000 / 1.000 (n=4), mj_v5 0.000 / 0.000 (n=2)." in breakdown_markdown({"t": b})
+
+
 def test_design_card_command_composes_the_seed_flux_setup():
     cfg = compose_train(["data=flux", "aug=inverted_saturated"])
     assert cfg.data._target_ == "aidetect.data.modern.ModernDataModule" and list(cfg.data.families) == ["flux"]

@@ -288,6 +288,18 @@ def test_shipped_recipes_load_and_cli_parses(tmp_path):
         main(["data", "get", "--help"])
 
 
+@pytest.mark.parametrize("name", ["grown", "broad", "wide", "wider"])
+def test_a_recipe_adds_no_prompt_group_of_the_recipe_it_includes(name):
+    """A new source's prompt groups are its own: a group_re that yields a bare number ("prompt:9") would merge a
+    new gallery's case 9 with another source's prompt 9 and drag both into one split (grid groups, by contrast,
+    are meant to reach the same grid in an included recipe)."""
+    cfg, rows = pool.load_recipe(name)
+    _, base = pool.load_recipe(cfg["include"][0])
+    assert rows[: len(base)] == base and len({r["path"] for r in rows}) == len(rows)
+    old = {r["group"] for r in base if r["group"].startswith("prompt:")}
+    assert not old & {r["group"] for r in rows[len(base):]}
+
+
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared/data/modern/MANIFEST.csv").is_file(),
                     reason="needs ../shared/data/modern")
 def test_shared_modern_rebuilds_from_the_shared_folder(tmp_path):

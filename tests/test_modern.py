@@ -348,16 +348,18 @@ def test_content_matched_cells_pit_a_family_against_real_of_its_own_content():
 def test_each_fake_source_is_scored_on_its_own():
     """Two galleries of one family (an old and a new version) get their own cells against all REAL images:
     the family cell alone would hide that the new one is missed."""
-    fake = [("midjourney", "mj_v3", 3.0)] * 4 + [("midjourney", "mj_v5", -3.0)] * 2
-    real = [("real", "photos", 0.0)] * 4
-    rows = [{"y": int(f != "real"), "family": f, "content": "other", "source_name": s} for f, s, _ in fake + real]
+    fake = [("midjourney", "mj_v3", "other", 3.0)] * 4 + [("midjourney", "mj_v5", "other", -3.0)] * 2
+    real = [("real", "photos", "other", 0.0)] * 4 + [("real", "paintings", "art", 5.0)] * 2
+    rows = [{"y": int(f != "real"), "family": f, "content": c, "source_name": s} for f, s, c, _ in fake + real]
     b = breakdown(rows, torch.tensor([v for *_, v in fake + real]), threshold=0.5)
-    assert b["family"]["midjourney"]["auroc"] == pytest.approx(4 / 6)
+    assert b["family"]["midjourney"]["auroc"] == pytest.approx(16 / 36)
     assert set(b["fake_source"]) == {"mj_v3", "mj_v5"}  # REAL sources are not FAKE cells
-    assert b["fake_source"]["mj_v3"]["auroc"] == 1.0 and b["fake_source"]["mj_v5"]["auroc"] == 0.0
-    assert b["fake_source"]["mj_v5"]["n_fake"] == 2 and b["fake_source"]["mj_v3"]["detection"] == 1.0
+    v3, v5 = b["fake_source"]["mj_v3"], b["fake_source"]["mj_v5"]
+    assert v3["n_real"] == v5["n_real"] == 6  # all REAL, not those of one content or source
+    assert v3["auroc"] == pytest.approx(4 / 6) and v5["auroc"] == 0.0
+    assert v5["n_fake"] == 2 and v3["detection"] == 1.0
     from aidetect.breakdown import breakdown_markdown
-    assert "mj_v3 1.000 / 1.000 (n=4), mj_v5 0.000 / 0.000 (n=2)." in breakdown_markdown({"t": b})
+    assert "mj_v3 0.667 / 1.000 (n=4), mj_v5 0.000 / 0.000 (n=2)." in breakdown_markdown({"t": b})
 
 
 def test_design_card_command_composes_the_seed_flux_setup():

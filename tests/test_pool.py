@@ -289,15 +289,19 @@ def test_shipped_recipes_load_and_cli_parses(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["grown", "broad", "wide", "wider"])
-def test_a_recipe_adds_no_prompt_group_of_the_recipe_it_includes(name):
-    """A new source's prompt groups are its own: a group_re that yields a bare number ("prompt:9") would merge a
-    new gallery's case 9 with another source's prompt 9 and drag both into one split (grid groups, by contrast,
-    are meant to reach the same grid in an included recipe)."""
+def test_a_prompt_group_never_spans_two_repositories(name):
+    """group_re ties one prompt's images together inside a repository; a bare number ("prompt:9") from a new
+    gallery would merge its case 9 with another repository's prompt 9 and drag both into one split."""
+    from collections import defaultdict
+
     cfg, rows = pool.load_recipe(name)
     _, base = pool.load_recipe(cfg["include"][0])
     assert rows[: len(base)] == base and len({r["path"] for r in rows}) == len(rows)
-    old = {r["group"] for r in base if r["group"].startswith("prompt:")}
-    assert not old & {r["group"] for r in rows[len(base):]}
+    repos = defaultdict(set)
+    for r in rows:
+        if r["group"].startswith("prompt:"):
+            repos[r["group"]].add(r["repo"])
+    assert {g: sorted(v) for g, v in repos.items() if len(v) > 1} == {}
 
 
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared/data/modern/MANIFEST.csv").is_file(),

@@ -97,7 +97,7 @@ def breakdown(rows: list[dict], logits: torch.Tensor, threshold: float = 0.5, te
                 if (is_c & (y == 1) & (fam_of == f)).any():
                     out["family_content"].setdefault(f, {})[c] = _cell(p[is_c & (y == 1) & (fam_of == f)],
                                                                         p[is_c & (y == 0)], threshold)
-    src_of = np.array([r.get("source_name", "") for r in rows])
+    src_of = np.array([r["source_name"] for r in rows])
     out["fake_source"] = {s: _cell(p[(y == 1) & (src_of == s)], real, threshold)  # finer than the family: a version,
                           for s in sorted(set(src_of[y == 1]))}                  # a gallery, a way of publishing
     srcs = sorted({r["source_name"] for r in rows if r["y"] == 0})
@@ -107,6 +107,10 @@ def breakdown(rows: list[dict], logits: torch.Tensor, threshold: float = 0.5, te
         k = int((v >= threshold).sum())
         out["real_source_fpr"][s] = {"n": len(v), "fpr": k / len(v), "fpr_ci": list(wilson(k, len(v)))}
     return out
+
+
+def _num(v) -> str:
+    return "n/a" if v != v else f"{v:.3f}"
 
 
 def _fmt(v, ci):
@@ -150,8 +154,9 @@ def breakdown_markdown(tables: dict[str, dict]) -> str:
                     for c in sorted(n_real)) + " |")
             lines.append("")
         if b.get("fake_source"):
-            lines.append("AUROC / detection at the threshold per FAKE source (against all REAL test images): " + ", ".join(
-                f"{s} {v['auroc']:.3f} / {v['detection']:.3f} (n={v['n_fake']})" for s, v in b["fake_source"].items()) + ".")
+            lines.append("AUROC / detection at the threshold per FAKE source (against all REAL test images; under 10 "
+                         "images a cell says little): " + ", ".join(
+                f"{s} {_num(v['auroc'])} / {_num(v['detection'])} (n={v['n_fake']})" for s, v in b["fake_source"].items()) + ".")
             lines.append("")
         if b.get("real_source_fpr"):
             lines.append("False positives per REAL source: " + ", ".join(

@@ -3,9 +3,10 @@
     python make.py /work/.mirror /work/shared/data [SOURCE ...]   # mirrors, shared data; rescan only SOURCEs
 
 `wider` = the `wide` pool plus images of generators it lacks or barely has, from 2023-2025: Nano Banana Pro
-(Gemini 3 Pro Image) and GPT-4o / gpt-image-1 galleries reposted from X, DALL-E 3 from its API, DALL-E 2 and
-Midjourney v4/v5 on shared prompts, Midjourney v5.2 from a blog, and a handful of 2025 API models (Ideogram v2,
-Recraft v3, Imagen 4, Qwen-Image, AuraFlow, Wan 2.5, FLUX.2) on two Hebrew text prompts. Found by a search of
+(Gemini 3 Pro Image) cases of a prompt gallery reposted from X, DALL-E 3 from its API, DALL-E 2 and Midjourney
+(v4 era) on shared prompts, Midjourney v5.2 from a blog, and ten models rendered through fal.ai in 2025 (Ideogram
+v2, Recraft v3, Imagen 4, Qwen-Image, AuraFlow, Wan 2.5, FLUX.2, Nano Banana Pro, SD 3.5 Large, FLUX.1-dev) on two
+Hebrew banner prompts. Found by a search of
 public repositories in session 43 (leads that need git-lfs, e.g. openai/dalle3-eval-samples, are in
 docs/data_pools.md; jamez-bondos/awesome-gpt4o-images was scanned too, but all 143 of its GPT-4o images are
 in the held-out list). Scanned like `wide` (held-out images and duplicates of `wide` dropped; short side >= 256 px).
@@ -43,6 +44,8 @@ def songguo_cases(mirrors: Path, model: str) -> list[str]:
         for m in re.finditer(r"^## 案例 (\d+)：.*模型：\s*(.+?)\s*$", _show(mirrors, SONGGUO, md), re.M):
             if m.group(2).lower() == model.lower():
                 ids.add(int(m.group(1)))
+    if not ids:
+        raise SystemExit(f"{SONGGUO[0]}: no case heading names {model!r} (has the heading format changed?)")
     return [p for i in sorted(ids) for p in (f"images/{i}.*", f"images/{i}-*")]
 
 
@@ -56,8 +59,8 @@ def hebrew(name, models, generator, family):
     return dict(name=name, repo=HEBREW[0], commit=HEBREW[1],
                 patterns=[f"outputs*/*/{m}.png" for m in models], label="FAKE", generator=generator, family=family,
                 content="other", min_side=MIN, license=NOLIC.format("Hebrew text-rendering eval repo"),
-                note="fal.ai output for a Hebrew greeting-card prompt (text in the image), PNG ~1300-1900 px; "
-                     "model = file name", group_re=r"outputs[^/]*/([a-z]+)/")
+                note="fal.ai output for a banner prompt with one Hebrew word in large font (text in the image), "
+                     "PNG, long side 1084-1920 px; model = file name", group_re=r"outputs[^/]*/([a-z]+)/")
 
 
 def sources(mirrors: Path) -> list[dict]:
@@ -66,22 +69,24 @@ def sources(mirrors: Path) -> list[dict]:
              patterns=songguo_cases(mirrors, "Nano banana pro"), label="FAKE",
              generator="nano banana pro (Gemini 3 Pro Image), Nov 2025 - Jan 2026", family="nano_banana",
              content="other", min_side=MIN, license=NOLIC.format("prompt gallery of images reposted from X"),
-             note="gallery case labelled 'Nano banana pro', as reposted on X (re-encoded JPEG, 600-2048 px): "
-                  "portraits, posters, infographics, miniatures; some are edits of a user's photo or multi-panel",
+             note="gallery case labelled 'Nano banana pro', as reposted on X (re-encoded JPEG, a few PNG; short "
+                  "side 350-1856 px): portraits, posters, infographics, miniatures; some are edits of a user's "
+                  "photo or multi-panel; many carry Gemini's sparkle mark in the bottom-right corner",
              group_re=r"^(images/\d+)[.-]"),     # a case's images share a group
         dict(name="dalle3_api_nao7sep", repo="nao7sep/Resources", commit="55c932070eefd0e9b5ea3e4840743ff15fb66dbc",
              patterns=["Static/Beautiful People and Places/*.jpg"], label="FAKE",
              generator="dall-e 3 (API, Feb 2024)", family="dalle3", content="photo", min_side=MIN,
              license="GPL-3.0 (repo LICENSE)",
-             note="DALL-E 3 API output (README: 100 images made by its Tester3 program), 1792x1024 JPEG as "
-                  "committed: photoreal people in scenic places"),
+             note="DALL-E 3 API output ('Beautiful People and Places.md': 100 images made by its Tester3 "
+                  "program), 1792x1024 JPEG as committed: people in scenic places, photoreal but for 5 prompts "
+                  "asking for an illustration or painting"),
         dict(name="dalle2_ai_bingo", repo=BINGO[0], commit=BINGO[1], patterns=bingo_files(mirrors, "de"),
              label="FAKE", generator="dall-e 2 (early 2023)", family="dalle2", content="other", min_side=MIN,
              license=NOLIC.format("AI-bingo game repo"),
              note="DALL-E 2 image of an AI-bingo prompt (same prompt for DALL-E 2, Midjourney and SD), 512 px PNG "
                   "(resized)", group_re=r"(public/images/prompts/\d+)/"),
         dict(name="midjourney_ai_bingo", repo=BINGO[0], commit=BINGO[1], patterns=bingo_files(mirrors, "mj"),
-             label="FAKE", generator="midjourney (v4/v5 era, early 2023)", family="midjourney", content="other",
+             label="FAKE", generator="midjourney (v4 era, committed Jan 2023)", family="midjourney", content="other",
              min_side=MIN, license=NOLIC.format("AI-bingo game repo"),
              note="Midjourney image of an AI-bingo prompt, 512 px PNG (resized)", group_re=r"(public/images/prompts/\d+)/"),
         dict(name="midjourney_v52_blog", repo="jcraigk/blog", commit="c6d6431fece42c8de06c739f106970346a802012",
@@ -107,6 +112,6 @@ if __name__ == "__main__":
     mirrors = Path(sys.argv[1])
     grown.main(mirrors, Path(sys.argv[2]), set(sys.argv[3:]), here=HERE, sources=sources(mirrors), include="wide",
                description="wide + 2023-2025 generators it lacks: Nano Banana Pro, DALL-E 3, DALL-E 2, "
-                           "Midjourney v4/v5/v5.2, and a few Ideogram / Recraft / Imagen 4 / Qwen-Image / AuraFlow / "
+                           "Midjourney v4/v5.2, and a few Ideogram / Recraft / Imagen 4 / Qwen-Image / AuraFlow / "
                            "Wan / FLUX.2 renders (docs/data_pools.md)",
                rebuild="wider")

@@ -351,8 +351,9 @@ def test_each_fake_source_is_scored_on_its_own():
     fake = [("midjourney", "mj_v3", "other", 3.0)] * 4 + [("midjourney", "mj_v5", "other", -3.0)] * 2
     real = [("real", "photos", "other", 0.0)] * 4 + [("real", "paintings", "art", 5.0)] * 2
     rows = [{"y": int(f != "real"), "family": f, "content": c, "source_name": s} for f, s, c, _ in fake + real]
-    b = breakdown(rows, torch.tensor([v for *_, v in fake + real]), threshold=0.5)
+    b = breakdown(rows, torch.tensor([v for *_, v in fake + real]), threshold=0.6)
     assert b["family"]["midjourney"]["auroc"] == pytest.approx(16 / 36)
+    assert {s: v["fpr"] for s, v in b["real_source_fpr"].items()} == {"paintings": 1.0, "photos": 0.0}
     assert set(b["fake_source"]) == {"mj_v3", "mj_v5"}  # REAL sources are not FAKE cells
     v3, v5 = b["fake_source"]["mj_v3"], b["fake_source"]["mj_v5"]
     assert v3["n_real"] == v5["n_real"] == 6  # all REAL, not those of one content or source

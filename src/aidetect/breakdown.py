@@ -103,7 +103,7 @@ def breakdown(rows: list[dict], logits: torch.Tensor, threshold: float = 0.5, te
     srcs = sorted({r["source_name"] for r in rows if r["y"] == 0})
     out["real_source_fpr"] = {}
     for s in srcs:
-        v = p[(y == 0) & np.array([r["source_name"] == s for r in rows])]
+        v = p[(y == 0) & (src_of == s)]
         k = int((v >= threshold).sum())
         out["real_source_fpr"][s] = {"n": len(v), "fpr": k / len(v), "fpr_ci": list(wilson(k, len(v)))}
     return out

@@ -262,3 +262,14 @@ def test_a_failed_save_leaves_the_old_file_and_no_temp_file(tmp_path):
         aio.torch_save({"step": 2, "bad": lambda: None}, target)
     assert torch.load(target) == {"step": 1}
     assert [f.name for f in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_write_into_a_folder_not_made_yet_makes_it(tmp_path):
+    """`aidetect audit POOL --out outputs/audit/x.json` on a fresh checkout: the report is written, not lost to a
+    missing folder after the whole audit ran."""
+    from aidetect.io import atomic_write, write_json
+
+    atomic_write(tmp_path / "a" / "b" / "x.bin", b"123")
+    write_json(tmp_path / "c" / "r.json", {"k": 1})
+    assert (tmp_path / "a/b/x.bin").read_bytes() == b"123" and (tmp_path / "c/r.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "a/b").iterdir()) == ["x.bin"]  # no temp file left behind

@@ -21,6 +21,7 @@ def _replacing(path: Path):
     from aidetect.faults import point
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # `--out outputs/audit/x.json` on a fresh checkout
     tmp = _tmp(path)
     try:
         with open(tmp, "wb") as f:

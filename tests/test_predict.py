@@ -289,6 +289,19 @@ def test_corruptions_do_what_they_say():
         corrupt(img, "sepia")
 
 
+def test_the_corner_star_marks_only_the_bottom_right_corner():
+    img = Image.new("RGB", (400, 200), (20, 40, 60))
+    d = np.asarray(corrupt(img, "corner_star", [0.1, 0.7]), dtype=np.int16) - np.asarray(img, dtype=np.int16)
+    ys, xs = np.nonzero(d.any(-1))
+    # short side 200: a star 20 px wide centred 13 px in from the right and bottom edges
+    assert abs(xs.mean() - (400 - 13)) < 1.5 and abs(ys.mean() - (200 - 13)) < 1.5
+    assert xs.max() - xs.min() <= 20 and ys.max() - ys.min() <= 20
+    assert (d >= 0).all() and np.abs(d[200 - 13, 400 - 13] - 0.7 * np.array([235, 215, 195])).max() <= 1
+    assert 20 < len(xs) < 0.5 * 20 * 20  # concave sides: far less than its bounding square
+    faint = np.asarray(corrupt(img, "corner_star", [0.1, 0.35]), dtype=np.int16) - np.asarray(img, dtype=np.int16)
+    assert (faint[200 - 13, 400 - 13] < d[200 - 13, 400 - 13]).all()
+
+
 def test_eval_robustness_grid_writes_tables_at_the_fixed_threshold(trained, tmp_path):
     root = make_folder(tmp_path / "rob", 5, size=(48, 48), seed=9, splits=("test",))
     cfg = compose_train([f"ckpt_path={trained['ckpt']}", "data=folder", f"data.root={root}",

@@ -53,8 +53,28 @@ def corrupt(img: Image.Image, kind: str, value=None, seed: int = 0) -> Image.Ima
         img = ImageEnhance.Brightness(img).enhance(b)
         img = ImageEnhance.Contrast(img).enhance(c)
         return ImageEnhance.Color(img).enhance(s)
+    elif kind == "corner_star":  # [size, opacity]: a visible-watermark shortcut probe (below)
+        size, opacity = value if value is not None else (0.055, 0.7)
+        return corner_star(img, float(size), float(opacity))
     raise ConfigError(f"unknown corruption kind {kind!r}; valid: clean, jpeg, webp, downscale, blur, noise, "
-                      f"grayscale, grade, format_neutral")
+                      f"grayscale, grade, format_neutral, corner_star")
+
+
+def corner_star(img: Image.Image, size: float = 0.055, opacity: float = 0.7) -> Image.Image:
+    """A white four-point star blended into the bottom-right corner, like the visible mark
+    Gemini puts on Nano Banana images (its width ``size`` x the short side, its centre 0.065 x
+    the short side in from both edges; measured on marked images of the `wider` pool). Pasted
+    on every test image, it shows whether a detector learned the mark: REAL photos it calls
+    FAKE only because of the star are a shortcut, not a generator trace."""
+    w, h = img.size
+    s = min(w, h)
+    r = max(2.0, size * s / 2)
+    cx, cy = w - 0.065 * s, h - 0.065 * s
+    ys, xs = np.mgrid[0:h, 0:w]
+    x, y = np.abs(xs - cx) / r, np.abs(ys - cy) / r
+    alpha = opacity * ((x ** 0.6 + y ** 0.6) <= 1).astype(np.float32)[..., None]  # p < 1: concave sides
+    a = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return Image.fromarray((a * (1 - alpha) + 255 * alpha).round().astype(np.uint8))
 
 
 def _load(job):

@@ -132,3 +132,55 @@ def test_bad_inputs_name_the_file_and_the_fix(members, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["ensemble", str(members[0]), str(members[1]), "--out", str(tmp_path / "e.jsonl")])
     assert "name a .csv file" in capsys.readouterr().err
+
+
+# --- aidetect soup: one detector, the mean of several detectors' weights ---------------------
+
+def _detector_file(path, seed, threshold, width=8):
+    import torch
+
+    from aidetect.module import SCHEMA_VERSION, Detector
+
+    torch.manual_seed(seed)
+    m = Detector(net={"_target_": "aidetect.models.SeedCifakeCNN", "width": width, "hidden": 16},
+                 input_size=(32, 32), threshold=threshold, temperature=0.7)
+    hp = {k: (dict(v) if isinstance(v, dict) else v) for k, v in m.hparams.items()}
+    torch.save({"hyper_parameters": hp, "state_dict": m.state_dict(),
+                "aidetect": {"schema_version": SCHEMA_VERSION, "run_config": {"data": {"root": f"pool{seed}"}},
+                             "provenance": None}}, path)
+    return path
+
+
+def test_a_soup_is_the_mean_of_the_weights_and_must_be_recalibrated(tmp_path, capsys):
+    import torch
+
+    from aidetect.module import load_detector
+
+    a, b = _detector_file(tmp_path / "a.ckpt", 0, 0.3), _detector_file(tmp_path / "b.ckpt", 1, 0.7)
+    assert main(["soup", str(a), str(b), "--out", str(tmp_path / "s.ckpt")]) == 0
+    assert "calibrate" in capsys.readouterr().out
+    s = torch.load(tmp_path / "s.ckpt", weights_only=True)
+    sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
+    for k, v in s["state_dict"].items():
+        assert torch.allclose(v, (sa[k].float() + sb[k].float()) / 2), k
+    assert not torch.allclose(sa["net.0.weight"], sb["net.0.weight"])  # two different members
+    assert s["hyper_parameters"]["threshold"] == 0.5 and s["hyper_parameters"]["temperature"] == 1.0
+    assert [m["trained_on"] for m in s["aidetect"]["soup"]] == ["pool0", "pool1"]
+    assert s["aidetect"]["run_config"]["data"]["root"] == "pool0"  # the first member's validation split
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():  # a soup of one detector with itself scores as that detector
+        main(["soup", str(a), str(a), "--out", str(tmp_path / "aa.ckpt")])
+        assert torch.allclose(load_detector(tmp_path / "aa.ckpt")(x), load_detector(a)(x), atol=1e-6)
+        assert not torch.allclose(load_detector(tmp_path / "s.ckpt")(x), load_detector(a)(x))
+
+
+def test_a_soup_of_different_networks_is_refused_naming_both_files(tmp_path):
+    a = _detector_file(tmp_path / "a.ckpt", 0, 0.5)
+    wide = _detector_file(tmp_path / "wide.ckpt", 1, 0.5, width=16)
+    with pytest.raises(ConfigError, match=r"wide\.ckpt has net=.*a\.ckpt.*same network"):
+        from aidetect.soup import soup
+
+        soup([a, wide], tmp_path / "s.ckpt")
+    with pytest.raises(ConfigError, match="at least two"):
+        soup([a], tmp_path / "s.ckpt")
+    assert not (tmp_path / "s.ckpt").exists()

@@ -11,6 +11,7 @@ module, imported only when that subcommand runs (so `aidetect --help` imports no
     aidetect ship CKPT --name modern-lite0s16 --version 1.0   # package the default detector
     aidetect export CKPT OUT.onnx                         # ONNX: uint8 in, calibrated P(FAKE) out
     aidetect ensemble run1/predictions.csv run2/predictions.csv   # several runs as one detector
+    aidetect soup A.ckpt B.ckpt --out soup.ckpt           # one detector: the mean of their weights
     aidetect aggregate outputs/<task>/multirun/<time>     # results table of a sweep
     aidetect flux generate --n 1000                       # FAKE images through Replicate
     aidetect flux collect-real --n 900                    # REAL photographs (Openverse, URL list or folder)
@@ -126,6 +127,11 @@ def add_detector_commands(sub) -> None:
     n.add_argument("--out", help="write the ensemble's predictions.csv here")
     n.add_argument("--md", help="write the markdown table here too")
     n.set_defaults(func=command("aidetect.ensemble:cmd_ensemble"))
+
+    so = sub.add_parser("soup", help="one detector whose weights are the mean of several detectors' (then calibrate it)")
+    so.add_argument("ckpts", nargs="+", help="checkpoints of the same network; the first one's run config is kept")
+    so.add_argument("--out", required=True)
+    so.set_defaults(func=command("aidetect.soup:cmd_soup"))
 
 
 def add_aggregate(sub) -> None:

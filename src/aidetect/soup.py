@@ -1,0 +1,75 @@
+"""`aidetect soup`: one detector whose weights are the mean of several detectors' weights.
+
+    aidetect soup outputs/modern_detector/v1_4_wider/checkpoints/best_epoch_007.ckpt v1_3.ckpt --out soup.ckpt
+    aidetect calibrate soup.ckpt --max-fpr 0.20      # a soup's threshold and temperature are fitted anew
+
+A "model soup" (Wortsman et al., ICML 2022): networks fine-tuned from the same pretrained weights
+usually stay in one basin, so the mean of their weights scores about like the mean of their logits
+(an ensemble) at the cost and size of one network. Here it joins detectors trained on different
+pools. Members must be the same network (same settings, same tensors and shapes); their
+threshold and temperature do not carry over, so the soup is written with 0.5 and 1.0 and must be
+calibrated. Its run config (which says its validation split, for `calibrate` and `ship`) is the
+first member's; the members are named in the checkpoint's ``aidetect.soup``.
+"""
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from aidetect.config import ConfigError
+from aidetect.io import torch_save
+
+SAME = ("net", "view", "input_size", "resize", "eval_crops", "labels")  # what every member must share
+
+
+def soup(paths: list[Path], out: Path) -> dict:
+    from aidetect.module import load_detector
+
+    if len(paths) < 2:
+        raise ConfigError("aidetect soup: give at least two checkpoints to average")
+    ckpts = []
+    for p in paths:
+        load_detector(p)  # refuses anything that would not load, with its own message
+        ckpts.append(torch.load(p, map_location="cpu", weights_only=True))
+    first_hp = ckpts[0]["hyper_parameters"]
+    for p, c in zip(paths[1:], ckpts[1:]):
+        hp = c["hyper_parameters"]
+        for k in SAME:
+            if _plain(hp.get(k)) != _plain(first_hp.get(k)):
+                raise ConfigError(f"aidetect soup: {p} has {k}={_plain(hp.get(k))} but {paths[0]} has "
+                                  f"{_plain(first_hp.get(k))}; only detectors of the same network can be averaged")
+    states = [c["state_dict"] for c in ckpts]
+    for p, s in zip(paths[1:], states[1:]):
+        if s.keys() != states[0].keys() or any(s[k].shape != states[0][k].shape for k in s):
+            raise ConfigError(f"aidetect soup: {p} holds other tensors than {paths[0]}; not the same network")
+    mean = {}
+    for k, v in states[0].items():  # float tensors (weights, batch-norm statistics) averaged in float32
+        mean[k] = torch.stack([s[k].float() for s in states]).mean(0) if v.is_floating_point() else v
+    meta = dict(ckpts[0]["aidetect"])
+    meta.pop("detector", None)
+    meta["soup"] = [{"path": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(),
+                     "detector": (c["aidetect"].get("detector") or {}),
+                     "trained_on": ((c["aidetect"].get("run_config") or {}).get("data") or {}).get("root")}
+                    for p, c in zip(paths, ckpts)]
+    hp = {**first_hp, "threshold": 0.5, "temperature": 1.0, "optimizer": None, "scheduler": None}
+    torch_save({"hyper_parameters": hp, "state_dict": mean, "aidetect": meta}, out)
+    return meta
+
+
+def _plain(v):
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+    except ImportError:  # pragma: no cover
+        return v
+
+
+def cmd_soup(args) -> int:
+    out = Path(args.out)
+    meta = soup([Path(p) for p in args.ckpts], out)
+    print(f"wrote {out}: the mean of {len(meta['soup'])} detectors' weights "
+          f"({', '.join(m['path'] for m in meta['soup'])}); threshold 0.5 and temperature 1.0 until "
+          f"`aidetect calibrate {out}` fits them on the first member's validation split")
+    return 0

@@ -184,3 +184,49 @@ def test_a_soup_of_different_networks_is_refused_naming_both_files(tmp_path):
     with pytest.raises(ConfigError, match="at least two"):
         soup([a], tmp_path / "s.ckpt")
     assert not (tmp_path / "s.ckpt").exists()
+
+
+def test_a_soup_can_refit_its_batch_norm_statistics_on_the_first_members_training_data(tmp_path):
+    import torch
+    from omegaconf import OmegaConf
+
+    from aidetect.module import SCHEMA_VERSION, Detector, load_detector
+    from aidetect.runs import build_datamodule
+    from conftest import compose_train
+    from test_inference import make_folder
+
+    root = make_folder(tmp_path / "ds", 4, size=(32, 32))  # 8 training images: one batch of 8
+    cfg = compose_train(["data=folder", f"data.root={root}", f"data.data_dir={tmp_path / 'data'}",
+                         "data.image_size=[32,32]", "data.batch_size=8", "model=small_resnet", "model.net.width=8",
+                         "model.net.depths=[1]"])
+    run_config = {"data": OmegaConf.to_container(cfg.data, resolve=True)}
+    files = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = Detector(net=OmegaConf.to_container(cfg.model.net), input_size=(32, 32))
+        for mod in m.modules():  # running statistics far from the data's, as after training on another pool
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.fill_(5.0 + seed)
+        hp = {k: (dict(v) if isinstance(v, dict) else v) for k, v in m.hparams.items()}
+        files.append(tmp_path / f"m{seed}.ckpt")
+        torch.save({"hyper_parameters": hp, "state_dict": m.state_dict(),
+                    "aidetect": {"schema_version": SCHEMA_VERSION, "run_config": run_config, "provenance": None}}, files[-1])
+    assert main(["soup", *map(str, files), "--out", str(tmp_path / "plain.ckpt")]) == 0
+    assert main(["soup", *map(str, files), "--bn-batches", "1", "--out", str(tmp_path / "bn.ckpt")]) == 0
+    plain, bn = (torch.load(tmp_path / n, weights_only=True) for n in ("plain.ckpt", "bn.ckpt"))
+    for k, v in plain["state_dict"].items():  # the weights are the same mean; only batch-norm statistics move
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, bn["state_dict"][k]), k
+    assert torch.allclose(plain["state_dict"]["net.stem.1.running_mean"], torch.full((8,), 5.5))
+    assert bn["aidetect"]["soup_bn_batches"] == 1
+    # the first batch norm's running mean is now the mean of what it sees on the training images
+    model = load_detector(tmp_path / "bn.ckpt")
+    seen = []
+    model.net.stem[1].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].mean((0, 2, 3))))
+    dm = build_datamodule(OmegaConf.create(run_config["data"]))
+    dm.setup("fit")
+    images, _ = next(iter(dm.train_dataloader()))
+    assert len(images) == 8
+    with torch.no_grad():
+        model(images, augment=False)
+    assert torch.allclose(model.net.stem[1].running_mean, seen[0], atol=1e-4)

@@ -131,6 +131,8 @@ def add_detector_commands(sub) -> None:
     so = sub.add_parser("soup", help="one detector whose weights are the mean of several detectors' (then calibrate it)")
     so.add_argument("ckpts", nargs="+", help="checkpoints of the same network; the first one's run config is kept")
     so.add_argument("--out", required=True)
+    so.add_argument("--bn-batches", type=int, default=0,
+                    help="re-estimate batch-norm statistics on this many training batches of the first member's data")
     so.set_defaults(func=command("aidetect.soup:cmd_soup"))
 
 

@@ -10,6 +10,11 @@ pools. Members must be the same network (same settings, same tensors and shapes)
 threshold and temperature do not carry over, so the soup is written with 0.5 and 1.0 and must be
 calibrated. Its run config (which says its validation split, for `calibrate` and `ship`) is the
 first member's; the members are named in the checkpoint's ``aidetect.soup``.
+
+Batch-norm statistics do not average like weights: the mean of the members' running means and
+variances is not what the averaged network's layers see. ``--bn-batches N`` re-estimates them on N
+batches of the first member's training data, drawn and augmented as in training (SWA's remedy,
+``torch.optim.swa_utils.update_bn``; Izmailov et al., 2018).
 """
 
 import hashlib
@@ -23,7 +28,7 @@ from aidetect.io import torch_save
 SAME = ("net", "view", "input_size", "resize", "eval_crops", "labels")  # what every member must share
 
 
-def soup(paths: list[Path], out: Path) -> dict:
+def soup(paths: list[Path], out: Path, bn_batches: int = 0) -> dict:
     from aidetect.module import load_detector
 
     if len(paths) < 2:
@@ -53,8 +58,37 @@ def soup(paths: list[Path], out: Path) -> dict:
                      "trained_on": ((c["aidetect"].get("run_config") or {}).get("data") or {}).get("root")}
                     for p, c in zip(paths, ckpts)]
     hp = {**first_hp, "threshold": 0.5, "temperature": 1.0, "optimizer": None, "scheduler": None}
+    if bn_batches:
+        mean = refit_batchnorm(hp, mean, meta.get("run_config"), int(bn_batches), paths[0])
+        meta["soup_bn_batches"] = int(bn_batches)
     torch_save({"hyper_parameters": hp, "state_dict": mean, "aidetect": meta}, out)
     return meta
+
+
+def refit_batchnorm(hp: dict, state: dict, run_config: dict | None, batches: int, source) -> dict:
+    """``state`` with every batch-norm layer's running statistics re-estimated (a cumulative mean)
+    on ``batches`` training batches of ``run_config``'s data."""
+    import itertools
+
+    from omegaconf import OmegaConf
+    from torch.optim.swa_utils import update_bn
+
+    from aidetect.module import Detector
+    from aidetect.runs import build_datamodule
+
+    if not run_config or "data" not in run_config:
+        raise ConfigError(f"aidetect soup --bn-batches: {source} carries no run config, so its training data "
+                          f"is unknown; leave --bn-batches out")
+    net = {**hp["net"], **({"pretrained": False} if "pretrained" in hp["net"] else {})}
+    model = Detector(**{**hp, "net": net})
+    model.load_state_dict(state)
+    dm = build_datamodule(OmegaConf.create(run_config["data"]))
+    dm.setup("fit")
+    torch.manual_seed(0)  # which training crops are drawn
+    # update_bn puts the model in train mode and calls it on each batch's first item, the uint8 images
+    with torch.no_grad():
+        update_bn(itertools.islice(dm.train_dataloader(), batches), model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _plain(v):
@@ -68,7 +102,7 @@ def _plain(v):
 
 def cmd_soup(args) -> int:
     out = Path(args.out)
-    meta = soup([Path(p) for p in args.ckpts], out)
+    meta = soup([Path(p) for p in args.ckpts], out, args.bn_batches)
     print(f"wrote {out}: the mean of {len(meta['soup'])} detectors' weights "
           f"({', '.join(m['path'] for m in meta['soup'])}); threshold 0.5 and temperature 1.0 until "
           f"`aidetect calibrate {out}` fits them on the first member's validation split")

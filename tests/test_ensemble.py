@@ -136,7 +136,7 @@ def test_bad_inputs_name_the_file_and_the_fix(members, tmp_path, capsys):
 
 # --- aidetect soup: one detector, the mean of several detectors' weights ---------------------
 
-def _detector_file(path, seed, threshold, width=8):
+def _detector_file(path, seed, threshold, width=8, half=False):
     import torch
 
     from aidetect.module import SCHEMA_VERSION, Detector
@@ -145,9 +145,11 @@ def _detector_file(path, seed, threshold, width=8):
     m = Detector(net={"_target_": "aidetect.models.SeedCifakeCNN", "width": width, "hidden": 16},
                  input_size=(32, 32), threshold=threshold, temperature=0.7)
     hp = {k: (dict(v) if isinstance(v, dict) else v) for k, v in m.hparams.items()}
-    torch.save({"hyper_parameters": hp, "state_dict": m.state_dict(),
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in m.state_dict().items()}
+    torch.save({"hyper_parameters": hp, "state_dict": state,  # calibrated once: a soup must not inherit it
                 "aidetect": {"schema_version": SCHEMA_VERSION, "run_config": {"data": {"root": f"pool{seed}"}},
-                             "provenance": None}}, path)
+                             "provenance": {"git_commit": f"member{seed}"},
+                             "calibration": {"threshold": threshold, "temperature": 0.7}}}, path)
     return path
 
 
@@ -156,16 +158,20 @@ def test_a_soup_is_the_mean_of_the_weights_and_must_be_recalibrated(tmp_path, ca
 
     from aidetect.module import load_detector
 
-    a, b = _detector_file(tmp_path / "a.ckpt", 0, 0.3), _detector_file(tmp_path / "b.ckpt", 1, 0.7)
+    # b is stored in float16, as a shipped detector is: the mean is taken in float32
+    a, b = _detector_file(tmp_path / "a.ckpt", 0, 0.3), _detector_file(tmp_path / "b.ckpt", 1, 0.7, half=True)
     assert main(["soup", str(a), str(b), "--out", str(tmp_path / "s.ckpt")]) == 0
     assert "calibrate" in capsys.readouterr().out
     s = torch.load(tmp_path / "s.ckpt", weights_only=True)
     sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
     for k, v in s["state_dict"].items():
         assert torch.allclose(v, (sa[k].float() + sb[k].float()) / 2), k
-    assert not torch.allclose(sa["net.0.weight"], sb["net.0.weight"])  # two different members
+        assert v.dtype == sa[k].dtype, k
+    assert not torch.allclose(sa["net.0.weight"], sb["net.0.weight"].float())  # two different members
     assert s["hyper_parameters"]["threshold"] == 0.5 and s["hyper_parameters"]["temperature"] == 1.0
     assert [m["trained_on"] for m in s["aidetect"]["soup"]] == ["pool0", "pool1"]
+    assert [m["provenance"]["git_commit"] for m in s["aidetect"]["soup"]] == ["member0", "member1"]
+    assert "calibration" not in s["aidetect"] and s["aidetect"]["provenance"]["git_commit"] != "member0"
     assert s["aidetect"]["run_config"]["data"]["root"] == "pool0"  # the first member's validation split
     x = torch.rand(4, 3, 32, 32)
     with torch.no_grad():  # a soup of one detector with itself scores as that detector
@@ -183,6 +189,8 @@ def test_a_soup_of_different_networks_is_refused_naming_both_files(tmp_path):
         soup([a, wide], tmp_path / "s.ckpt")
     with pytest.raises(ConfigError, match="at least two"):
         soup([a], tmp_path / "s.ckpt")
+    with pytest.raises(ConfigError, match="--bn-batches -1"):
+        soup([a, a], tmp_path / "s.ckpt", bn_batches=-1)
     assert not (tmp_path / "s.ckpt").exists()
 
 
@@ -201,6 +209,7 @@ def test_a_soup_can_refit_its_batch_norm_statistics_on_the_first_members_trainin
                          "model.net.depths=[1]"])
     run_config = {"data": OmegaConf.to_container(cfg.data, resolve=True)}
     files = []
+    elsewhere = {"data": {**run_config["data"], "root": str(tmp_path / "no_such_pool")}}
     for seed in (0, 1):
         torch.manual_seed(seed)
         m = Detector(net=OmegaConf.to_container(cfg.model.net), input_size=(32, 32))
@@ -210,7 +219,8 @@ def test_a_soup_can_refit_its_batch_norm_statistics_on_the_first_members_trainin
         hp = {k: (dict(v) if isinstance(v, dict) else v) for k, v in m.hparams.items()}
         files.append(tmp_path / f"m{seed}.ckpt")
         torch.save({"hyper_parameters": hp, "state_dict": m.state_dict(),
-                    "aidetect": {"schema_version": SCHEMA_VERSION, "run_config": run_config, "provenance": None}}, files[-1])
+                    "aidetect": {"schema_version": SCHEMA_VERSION, "run_config": run_config if seed == 0 else elsewhere,
+                                 "provenance": None}}, files[-1])
     assert main(["soup", *map(str, files), "--out", str(tmp_path / "plain.ckpt")]) == 0
     assert main(["soup", *map(str, files), "--bn-batches", "1", "--out", str(tmp_path / "bn.ckpt")]) == 0
     plain, bn = (torch.load(tmp_path / n, weights_only=True) for n in ("plain.ckpt", "bn.ckpt"))
@@ -230,3 +240,11 @@ def test_a_soup_can_refit_its_batch_norm_statistics_on_the_first_members_trainin
     with torch.no_grad():
         model(images, augment=False)
     assert torch.allclose(model.net.stem[1].running_mean, seen[0], atol=1e-4)
+    # without a run config the training data is unknown: a clear error, not a crash
+    ck = torch.load(files[0], weights_only=True)
+    ck["aidetect"]["run_config"] = None
+    torch.save(ck, tmp_path / "anon.ckpt")
+    with pytest.raises(ConfigError, match="no run config"):
+        from aidetect.soup import soup
+
+        soup([tmp_path / "anon.ckpt", files[1]], tmp_path / "x.ckpt", bn_batches=1)

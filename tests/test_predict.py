@@ -300,6 +300,25 @@ def test_the_corner_star_marks_only_the_bottom_right_corner():
     assert 20 < len(xs) < 0.5 * 20 * 20  # concave sides: far less than its bounding square
     faint = np.asarray(corrupt(img, "corner_star", [0.1, 0.35]), dtype=np.int16) - np.asarray(img, dtype=np.int16)
     assert (faint[200 - 13, 400 - 13] < d[200 - 13, 400 - 13]).all()
+    tall = np.asarray(corrupt(Image.new("L", (100, 300), 0), "corner_star", [0.1, 1.0]))  # portrait, greyscale in
+    assert tall.shape == (300, 100, 3) and (tall[300 - 7, 100 - 7] == 255).all() and tall[:280].max() == 0
+    with pytest.raises(ConfigError, match=r"\[size, opacity\]"):
+        corrupt(img, "corner_star", 0.05)
+
+
+@pytest.mark.parametrize("grid", ["modern", "shortcuts", "standard"])
+def test_every_corruption_in_the_shipped_grids_runs(grid):
+    """A typo in a robustness YAML (a kind or a value's shape) fails here, not after an hour of scoring."""
+    cfg = compose_train(["data=folder", f"robustness={grid}"], config="eval")
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    names = [c.name for c in cfg.robustness.corruptions]
+    assert len(set(names)) == len(names)
+    for c in cfg.robustness.corruptions:
+        v = c.get("value")
+        v = list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v
+        assert corrupt(img, c.kind, v).size == img.size, c.name
+    if grid != "standard":
+        assert "corner_star" in names
 
 
 def test_eval_robustness_grid_writes_tables_at_the_fixed_threshold(trained, tmp_path):

@@ -54,7 +54,10 @@ def corrupt(img: Image.Image, kind: str, value=None, seed: int = 0) -> Image.Ima
         img = ImageEnhance.Contrast(img).enhance(c)
         return ImageEnhance.Color(img).enhance(s)
     elif kind == "corner_star":  # [size, opacity]: a visible-watermark shortcut probe (below)
-        size, opacity = value if value is not None else (0.055, 0.7)
+        try:
+            size, opacity = value if value is not None else (0.055, 0.7)
+        except TypeError:
+            raise ConfigError(f"corner_star: value={value!r}; give [size, opacity], e.g. [0.055, 0.7]") from None
         return corner_star(img, float(size), float(opacity))
     raise ConfigError(f"unknown corruption kind {kind!r}; valid: clean, jpeg, webp, downscale, blur, noise, "
                       f"grayscale, grade, format_neutral, corner_star")
@@ -70,11 +73,15 @@ def corner_star(img: Image.Image, size: float = 0.055, opacity: float = 0.7) -> 
     s = min(w, h)
     r = max(2.0, size * s / 2)
     cx, cy = w - 0.065 * s, h - 0.065 * s
-    ys, xs = np.mgrid[0:h, 0:w]
+    x0, y0 = max(0, int(cx - r) - 1), max(0, int(cy - r) - 1)  # only the star's box: a 24 MP photo stays cheap
+    x1, y1 = min(w, int(cx + r) + 2), min(h, int(cy + r) + 2)
+    ys, xs = np.mgrid[y0:y1, x0:x1]
     x, y = np.abs(xs - cx) / r, np.abs(ys - cy) / r
     alpha = opacity * ((x ** 0.6 + y ** 0.6) <= 1).astype(np.float32)[..., None]  # p < 1: concave sides
-    a = np.asarray(img.convert("RGB"), dtype=np.float32)
-    return Image.fromarray((a * (1 - alpha) + 255 * alpha).round().astype(np.uint8))
+    out = np.array(img.convert("RGB"))
+    box = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = (box * (1 - alpha) + 255 * alpha).round().astype(np.uint8)
+    return Image.fromarray(out)
 
 
 def _load(job):

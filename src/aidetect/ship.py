@@ -62,8 +62,11 @@ def cmd_ship(args) -> int:
     out = Path(args.out) if args.out else default_checkpoint("default")
     model = load_detector(args.ckpt)
     cfg = model.run_config or {}
-    detector = {"name": args.name, "version": args.version,
-                "trained_on": (cfg.get("data") or {}).get("root"), "task": cfg.get("task_name")}
+    members = (torch.load(args.ckpt, map_location="cpu", weights_only=True)["aidetect"] or {}).get("soup")
+    trained_on = (cfg.get("data") or {}).get("root")
+    if members:  # a weight average (aidetect soup): every member's pool
+        trained_on = " + ".join(str(m.get("trained_on")) for m in members)
+    detector = {"name": args.name, "version": args.version, "trained_on": trained_on, "task": cfg.get("task_name")}
     size = slim(Path(args.ckpt), out, detector)
     print(f"wrote {out} ({size / 1e6:.2f} MB) as {args.name} {args.version}")
     shared = Path(args.shared)

@@ -33,6 +33,9 @@ def soup(paths: list[Path], out: Path, bn_batches: int = 0) -> dict:
 
     if len(paths) < 2:
         raise ConfigError("aidetect soup: give at least two checkpoints to average")
+    if int(bn_batches) < 0:
+        raise ConfigError(f"aidetect soup --bn-batches {bn_batches}: a number of training batches, 0 (keep the "
+                          f"averaged statistics) or more (e.g. 100)")
     ckpts = []
     for p in paths:
         load_detector(p)  # refuses anything that would not load, with its own message
@@ -51,18 +54,30 @@ def soup(paths: list[Path], out: Path, bn_batches: int = 0) -> dict:
     mean = {}
     for k, v in states[0].items():  # float tensors (weights, batch-norm statistics) averaged in float32
         mean[k] = torch.stack([s[k].float() for s in states]).mean(0) if v.is_floating_point() else v
-    meta = dict(ckpts[0]["aidetect"])
-    meta.pop("detector", None)
-    meta["soup"] = [{"path": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(),
-                     "detector": (c["aidetect"].get("detector") or {}),
-                     "trained_on": ((c["aidetect"].get("run_config") or {}).get("data") or {}).get("root")}
-                    for p, c in zip(paths, ckpts)]
+    meta = soup_meta(paths, ckpts)
     hp = {**first_hp, "threshold": 0.5, "temperature": 1.0, "optimizer": None, "scheduler": None}
     if bn_batches:
         mean = refit_batchnorm(hp, mean, meta.get("run_config"), int(bn_batches), paths[0])
         meta["soup_bn_batches"] = int(bn_batches)
     torch_save({"hyper_parameters": hp, "state_dict": mean, "aidetect": meta}, out)
     return meta
+
+
+def soup_meta(paths, ckpts) -> dict:
+    """The soup's own "aidetect" block, made fresh: this process's provenance (not the first member's), the
+    first member's run config (its data say the validation split), and each member named with its file's
+    sha256, its detector name, pool and provenance. No calibration: a soup is calibrated anew."""
+    from aidetect.config import provenance
+    from aidetect.module import SCHEMA_VERSION
+
+    def pool(c):
+        return ((c["aidetect"].get("run_config") or {}).get("data") or {}).get("root")
+
+    return {"schema_version": SCHEMA_VERSION, "provenance": provenance(),
+            "run_config": ckpts[0]["aidetect"].get("run_config"),
+            "soup": [{"path": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest(),
+                      "detector": c["aidetect"].get("detector") or {}, "trained_on": pool(c),
+                      "provenance": c["aidetect"].get("provenance")} for p, c in zip(paths, ckpts)]}
 
 
 def refit_batchnorm(hp: dict, state: dict, run_config: dict | None, batches: int, source) -> dict:

@@ -44,9 +44,9 @@ def soup(paths: list[Path], out: Path, bn_batches: int = 0) -> dict:
     for p, c in zip(paths[1:], ckpts[1:]):
         hp = c["hyper_parameters"]
         for k in SAME:
-            if _plain(hp.get(k)) != _plain(first_hp.get(k)):
-                raise ConfigError(f"aidetect soup: {p} has {k}={_plain(hp.get(k))} but {paths[0]} has "
-                                  f"{_plain(first_hp.get(k))}; only detectors of the same network can be averaged")
+            if hp.get(k) != first_hp.get(k):  # checkpoints load as plain containers (weights_only)
+                raise ConfigError(f"aidetect soup: {p} has {k}={hp.get(k)} but {paths[0]} has "
+                                  f"{first_hp.get(k)}; only detectors of the same network can be averaged")
     states = [c["state_dict"] for c in ckpts]
     for p, s in zip(paths[1:], states[1:]):
         if s.keys() != states[0].keys() or any(s[k].shape != states[0][k].shape for k in s):
@@ -104,15 +104,6 @@ def refit_batchnorm(hp: dict, state: dict, run_config: dict | None, batches: int
     with torch.no_grad():
         update_bn(itertools.islice(dm.train_dataloader(), batches), model)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _plain(v):
-    try:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
-    except ImportError:  # pragma: no cover
-        return v
 
 
 def cmd_soup(args) -> int:

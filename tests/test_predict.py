@@ -306,6 +306,17 @@ def test_the_corner_star_marks_only_the_bottom_right_corner():
         corrupt(img, "corner_star", 0.05)
 
 
+def test_trim_bottom_cuts_the_bottom_of_the_short_side_and_keeps_the_rest_untouched():
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 400, 3), dtype=np.uint8))
+    cut = corrupt(img, "trim_bottom", 0.1)
+    assert cut.size == (400, 180)  # a tenth of the short side (200), from the bottom only
+    assert (np.asarray(cut) == np.asarray(img)[:180]).all()
+    assert corrupt(img.transpose(Image.TRANSPOSE), "trim_bottom", 0.1).size == (200, 380)
+    for bad in (None, 0.5, -0.1):
+        with pytest.raises(ConfigError, match="trim_bottom"):
+            corrupt(img, "trim_bottom", bad)
+
+
 @pytest.mark.parametrize("grid", ["modern", "shortcuts", "standard"])
 def test_every_corruption_in_the_shipped_grids_runs(grid):
     """A typo in a robustness YAML (a kind or a value's shape) fails here, not after an hour of scoring."""
@@ -316,9 +327,12 @@ def test_every_corruption_in_the_shipped_grids_runs(grid):
     for c in cfg.robustness.corruptions:
         v = c.get("value")
         v = list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v
-        assert corrupt(img, c.kind, v).size == img.size, c.name
+        w, h = corrupt(img, c.kind, v).size
+        assert w == img.width and (h == img.height or c.kind == "trim_bottom" and h < img.height), c.name
     if grid != "standard":
         assert "corner_star" in names
+    if grid == "shortcuts":
+        assert "trim_bottom" in names
 
 
 def test_eval_robustness_grid_writes_tables_at_the_fixed_threshold(trained, tmp_path):
@@ -334,6 +348,12 @@ def test_eval_robustness_grid_writes_tables_at_the_fixed_threshold(trained, tmp_
     rows = list(csv.DictReader(open(tmp_path / "eval/robustness.csv")))
     assert len(rows) == 13 and (tmp_path / "eval/robustness.png").is_file()
     assert f"{m['threshold']:.4f}" in (tmp_path / "eval/robustness.md").read_text()
+    # per image, per corruption, for a per-generator breakdown; the clean grid row re-scores predictions.csv
+    clean = {r["path"]: float(r["p_fake"]) for r in csv.DictReader(open(tmp_path / "eval/robustness/predictions_clean.csv"))}
+    plain = {r["path"]: float(r["p_fake"]) for r in csv.DictReader(open(tmp_path / "eval/predictions.csv"))}
+    assert clean.keys() == plain.keys() and max(abs(clean[k] - plain[k]) for k in clean) < 1e-3
+    noisy = {r["path"]: float(r["p_fake"]) for r in csv.DictReader(open(tmp_path / "eval/robustness/predictions_noise0.05.csv"))}
+    assert noisy.keys() == plain.keys() and noisy != clean
     # which way accuracy fell: accuracy is the class-weighted mix of detection and (1 - false positives)
     n_fake, n_real = len(list(root.glob("test/FAKE/*"))), len(list(root.glob("test/REAL/*")))
     for r in rows:

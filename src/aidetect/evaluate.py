@@ -135,7 +135,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
         paths = [datamodule.root / n for n in test.names]
         robustness = run_grid(model, paths, test.labels, cfg.robustness.corruptions, out, threshold,
-                              title=f"{datamodule.name}")
+                              title=f"{datamodule.name}", names=test.names)
     neutral = None
     if cfg.get("format_neutral"):  # true, or {short_side: 512, quality: 90}
         from omegaconf import OmegaConf

@@ -59,8 +59,13 @@ def corrupt(img: Image.Image, kind: str, value=None, seed: int = 0) -> Image.Ima
         except TypeError:
             raise ConfigError(f"corner_star: value={value!r}; give [size, opacity], e.g. [0.055, 0.7]") from None
         return corner_star(img, float(size), float(opacity))
+    elif kind == "trim_bottom":  # cut away the bottom `value` x the short side (where corner marks sit)
+        if value is None or not 0 <= float(value) < 0.5:
+            raise ConfigError(f"trim_bottom: value={value!r}; give the fraction of the short side to cut, e.g. 0.1")
+        w, h = img.size
+        return img.crop((0, 0, w, h - int(float(value) * min(w, h))))
     raise ConfigError(f"unknown corruption kind {kind!r}; valid: clean, jpeg, webp, downscale, blur, noise, "
-                      f"grayscale, grade, format_neutral, corner_star")
+                      f"grayscale, grade, format_neutral, corner_star, trim_bottom")
 
 
 def corner_star(img: Image.Image, size: float = 0.055, opacity: float = 0.7) -> Image.Image:
@@ -158,8 +163,12 @@ def format_neutral_scores(model, paths, labels: torch.Tensor, threshold: float, 
 
 
 def run_grid(model, paths, labels: torch.Tensor, corruptions: list[dict], out: Path, threshold: float,
-             title: str = "") -> list[dict]:
+             title: str = "", names=None) -> list[dict]:
+    """With ``names`` (the test split's names, as in predictions.csv), each corruption's per-image
+    scores go to robustness/predictions_<name>.csv, so ``python -m aidetect.breakdown`` can split
+    a corruption's effect per generator and per content."""
     from aidetect.calibrate import logits_of, score
+    from aidetect.predict import write_predictions
 
     rows = []
     for c in [{"name": "clean", "kind": "clean"}] + [dict(c) for c in corruptions]:
@@ -170,6 +179,10 @@ def run_grid(model, paths, labels: torch.Tensor, corruptions: list[dict], out: P
         keep[failed] = False
         probs = model.probability(logits_of(model, images))
         row = {"corruption": c["name"], **score(probs, labels[keep], threshold), "failed": len(failed)}
+        if names is not None:
+            kept = keep.nonzero().flatten().tolist()
+            write_predictions(out / "robustness" / f"predictions_{c['name']}.csv", [names[i] for i in kept], probs,
+                              threshold, labels[keep])
         log.info("robustness %-12s acc %.4f auroc %.4f", c["name"], row["acc_at_threshold"], row.get("auroc", float("nan")))
         rows.append(row)
     write_tables(rows, out, threshold, title)

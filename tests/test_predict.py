@@ -19,6 +19,7 @@ from aidetect.config import ConfigError
 from aidetect.evaluate import evaluate
 from aidetect.module import load_detector
 from aidetect.predict import load_image
+from aidetect.data.images import try_open_image
 from aidetect.robustness import corrupt
 from aidetect.train import build_datamodule, train
 from conftest import ROOT, compose_train
@@ -312,7 +313,7 @@ def test_trim_bottom_cuts_the_bottom_of_the_short_side_and_keeps_the_rest_untouc
     assert cut.size == (400, 180)  # a tenth of the short side (200), from the bottom only
     assert (np.asarray(cut) == np.asarray(img)[:180]).all()
     assert corrupt(img.transpose(Image.TRANSPOSE), "trim_bottom", 0.1).size == (200, 380)
-    for bad in (None, 0.5, -0.1):
+    for bad in (None, 0.5, -0.1, [0.1, 0.2], "a tenth"):
         with pytest.raises(ConfigError, match="trim_bottom"):
             corrupt(img, "trim_bottom", bad)
 
@@ -333,6 +334,41 @@ def test_every_corruption_in_the_shipped_grids_runs(grid):
         assert "corner_star" in names
     if grid == "shortcuts":
         assert "trim_bottom" in names
+
+
+def test_robustness_per_image_files_skip_unreadable_images_and_keep_names_and_labels_aligned(trained, tmp_path):
+    from aidetect.robustness import run_grid
+
+    root = make_folder(tmp_path / "rob", 3, size=(48, 48), seed=4, splits=("test",))
+    paths = sorted(root.glob("test/*/*"))
+    broken = root / "test/FAKE/broken.png"
+    broken.write_bytes(b"not an image")
+    paths.insert(1, broken)  # second place: a mis-aligned filter would shift every later row
+    labels = torch.tensor([int(p.parent.name == "FAKE") for p in paths])  # FAKE = 1, REAL = 0
+    names = [str(p.relative_to(root)) for p in paths]
+    out = tmp_path / "grid"
+    (out / "robustness").mkdir(parents=True)
+    (out / "robustness/predictions_stale.csv").write_text("from an older grid")
+    model = load_detector(trained["ckpt"])
+    grid = [{"name": "jpeg50", "kind": "jpeg", "value": 50}, {"name": "blur2", "kind": "blur", "value": 2}]
+    rows = run_grid(model, paths, labels, grid, out, 0.5, names=names)
+    assert [r["failed"] for r in rows] == [1, 1, 1]
+    files = {p.name for p in (out / "robustness").iterdir()}
+    assert files == {"predictions_clean.csv", "predictions_jpeg50.csv", "predictions_blur2.csv"}
+    single = {}
+    for p, y in zip(paths, labels.tolist()):  # each file's rows must be the images' own scores, one at a time
+        if p != broken:
+            single[str(p.relative_to(root))] = (float(model.predict_proba([try_open_image(p)[0]])[0]), y)
+    got = list(csv.DictReader(open(out / "robustness/predictions_clean.csv")))
+    assert [r["path"] for r in got] == [n for n in names if n != str(broken.relative_to(root))]
+    for r in got:
+        p_one, y = single[r["path"]]
+        assert abs(float(r["p_fake"]) - p_one) < 1e-3 and r["true_label"] == ("FAKE" if y else "REAL")
+        assert r["label"] == ("FAKE" if float(r["p_fake"]) >= 0.5 else "REAL")
+    for bad in ([{"name": "a/b", "kind": "blur", "value": 1}], [{"name": "clean", "kind": "blur", "value": 1}],
+                [{"name": "x", "kind": "blur", "value": 1}, {"name": "x", "kind": "jpeg", "value": 50}]):
+        with pytest.raises(ConfigError, match="unique name"):
+            run_grid(model, paths, labels, bad, out, 0.5, names=names)
 
 
 def test_eval_robustness_grid_writes_tables_at_the_fixed_threshold(trained, tmp_path):

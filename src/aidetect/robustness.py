@@ -5,13 +5,16 @@ checkpoint's own resizing, as a re-saved or edited file would reach the detector
 
 Scored at the threshold the checkpoint carries (fitted on clean validation data, never
 re-tuned here): accuracy, AUROC, average precision, TPR at 5% FPR and ECE per corruption,
-written as robustness.csv, robustness.md and robustness.png beside eval's metrics.json.
+written as robustness.csv, robustness.md and robustness.png beside eval's metrics.json, and each
+corruption's per-image scores as robustness/predictions_<name>.csv (split per generator by
+``python -m aidetect.breakdown --pool DATA_ROOT FILE:THRESHOLD``).
 """
 
 import csv
 import io
 import logging
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -60,7 +63,11 @@ def corrupt(img: Image.Image, kind: str, value=None, seed: int = 0) -> Image.Ima
             raise ConfigError(f"corner_star: value={value!r}; give [size, opacity], e.g. [0.055, 0.7]") from None
         return corner_star(img, float(size), float(opacity))
     elif kind == "trim_bottom":  # cut away the bottom `value` x the short side (where corner marks sit)
-        if value is None or not 0 <= float(value) < 0.5:
+        try:
+            ok = 0 <= float(value) < 0.5
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise ConfigError(f"trim_bottom: value={value!r}; give the fraction of the short side to cut, e.g. 0.1")
         w, h = img.size
         return img.crop((0, 0, w, h - int(float(value) * min(w, h))))
@@ -170,6 +177,14 @@ def run_grid(model, paths, labels: torch.Tensor, corruptions: list[dict], out: P
     from aidetect.calibrate import logits_of, score
     from aidetect.predict import write_predictions
 
+    names_seen = ["clean"] + [str(c["name"]) for c in corruptions]
+    for n in names_seen[1:]:  # each name becomes a file name: predictions_<name>.csv
+        if not re.fullmatch(r"[\w.\-]+", n) or n == "clean" or names_seen.count(n) > 1:
+            raise ConfigError(f"robustness corruption name {n!r}: give each corruption a unique name of letters, "
+                              f"digits, '.', '_' or '-' ('clean' is the grid's own first row)")
+    if names is not None:  # a re-run with another grid must not leave the last grid's files behind
+        for old in (out / "robustness").glob("predictions_*.csv"):
+            old.unlink()
     rows = []
     for c in [{"name": "clean", "kind": "clean"}] + [dict(c) for c in corruptions]:
         policy = model.hparams.resize if model.hparams.resize != "random_crop" else \

@@ -229,3 +229,47 @@ def test_breakdown_from_two_runs_predictions_pairs_them_on_common_images(tmp_pat
     assert ta["n"] == tb["n"] == 4                       # x: scored by a only, left out
     assert ta["family"]["sd3"]["auroc"] == 0.5 and tb["family"]["sd3"]["auroc"] == 1.0
     assert ta["overall"]["fpr"] == 0.5 and tb["overall"]["fpr"] == 0.0
+
+
+def test_paired_auroc_difference_is_paired_by_image_and_finds_a_family_that_moved(tmp_path):
+    """breakdown with two runs adds each later run's AUROC minus the first's, bootstrapped by image: a run
+    scoring the same as the first differs by exactly 0 (an unpaired bootstrap would give a wide interval),
+    and a run that ranks one family higher shows a positive interval for that family only."""
+    import numpy as np
+
+    from aidetect.breakdown import main, paired_auroc_difference, paired_differences
+
+    rng = np.random.default_rng(1)
+    fake, real = rng.normal(1, 1, 200), rng.normal(0, 1, 150)
+    d, lo, hi = paired_auroc_difference(fake, real, fake, real)
+    assert d == lo == hi == 0.0
+    d, lo, hi = paired_auroc_difference(fake, real, fake + 1.0, real)  # every FAKE image ranked higher
+    assert 0 < lo < d < hi
+    with pytest.raises(ValueError, match="same images"):
+        paired_auroc_difference(fake, real, fake[:10], real)
+
+    rows, a, b = ["path,label,source_name,family,content"], ["path,true_label,p_fake,label"], ["path,true_label,p_fake,label"]
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    for i in range(120):
+        fam = "flux" if i % 2 else "sdxl"
+        s = rng.normal(1, 1)
+        rows.append(f"f{i},FAKE,src,{fam},photo")
+        a.append(f"f{i},FAKE,{sig(s):.6f},FAKE")
+        b.append(f"f{i},FAKE,{sig(s + (1.5 if fam == 'sdxl' else 0)):.6f},FAKE")  # b finds sdxl better
+    for i in range(100):
+        s = rng.normal(0, 1)
+        rows.append(f"r{i},REAL,cam,real,photo")
+        a.append(f"r{i},REAL,{sig(s):.6f},REAL")
+        b.append(f"r{i},REAL,{sig(s):.6f},REAL")
+    (tmp_path / "MANIFEST.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "a.csv").write_text("\n".join(a) + "\n")
+    (tmp_path / "b.csv").write_text("\n".join(b) + "\n")
+    got = paired_differences(tmp_path, [(tmp_path / "a.csv", 0.5), (tmp_path / "b.csv", 0.5)])[str(tmp_path / "b.csv")]
+    assert got["family flux"]["diff"][0] == pytest.approx(0, abs=1e-9)
+    assert got["family flux"]["diff"][1] == pytest.approx(0, abs=1e-9) == got["family flux"]["diff"][2]
+    assert got["family sdxl"]["diff"][1] > 0.05
+    assert got["family sdxl"]["n_fake"] == 60 and got["family sdxl"]["n_real"] == 100
+    assert got["content photo (vs REAL photo)"]["n_fake"] == 120
+    out = tmp_path / "pair.md"
+    assert main(["--pool", str(tmp_path), f"{tmp_path / 'a.csv'}:0.5", f"{tmp_path / 'b.csv'}:0.5", "--out", str(out)]) == 0
+    assert "minus" in out.read_text() and "| family flux | 60 | 100 | +0.000 [+0.000, +0.000] |" in out.read_text()

@@ -342,8 +342,78 @@ def from_predictions(pool: Path, runs: list[tuple[Path, float]]) -> dict:
     return out
 
 
+def _auc_many(f: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """AUROC of each row of ``f`` (FAKE scores) against the same row of ``r`` (REAL scores), ties half."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([f, r], 1), axis=1)
+    nf, nr = f.shape[1], r.shape[1]
+    return (ranks[:, :nf].sum(1) - nf * (nf + 1) / 2) / (nf * nr)
+
+
+def paired_auroc_difference(fake_a, real_a, fake_b, real_b, n_boot: int = 1000, seed: int = 0):
+    """(AUROC_b - AUROC_a, low, high): two detectors' scores of the SAME images (row i of fake_a and
+    fake_b is one image), the 95% CI from a bootstrap that draws the same images for both detectors
+    (each class resampled alone). Pairing removes the images' own difficulty from the interval, so it
+    is much narrower than the two detectors' separate CIs suggest."""
+    fa, ra, fb, rb = (np.asarray(v, dtype=float) for v in (fake_a, real_a, fake_b, real_b))
+    if fa.shape != fb.shape or ra.shape != rb.shape:
+        raise ValueError("paired_auroc_difference: both detectors must score the same images")
+    if len(fa) == 0 or len(ra) == 0:
+        return float("nan"), float("nan"), float("nan")
+    point = float(_auc_many(fb[None], rb[None])[0] - _auc_many(fa[None], ra[None])[0])
+    if len(fa) < 2 or len(ra) < 2:
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for start in range(0, n_boot, 100):  # in chunks: 100 resamples of a few thousand images at a time
+        k = min(100, n_boot - start)
+        i, j = rng.integers(0, len(fa), (k, len(fa))), rng.integers(0, len(ra), (k, len(ra)))
+        diffs.append(_auc_many(fb[i], rb[j]) - _auc_many(fa[i], ra[j]))
+    lo, hi = np.percentile(np.concatenate(diffs), [2.5, 97.5])
+    return point, float(lo), float(hi)
+
+
+def paired_differences(pool: Path, runs: list[tuple[Path, float]]) -> dict:
+    """Per FAKE set (all, each family, each content against REAL of that content), each run's AUROC minus
+    the first run's, with a paired bootstrap CI, on the images every run scored."""
+    import csv
+
+    man = {r["path"]: r for r in csv.DictReader(open(Path(pool) / "MANIFEST.csv", newline=""))}
+    preds = [{r["path"]: float(r["p_fake"]) for r in csv.DictReader(open(f, newline=""))} for f, _ in runs]
+    common = [p for p in preds[0] if all(p in q for q in preds) and p in man]
+    y = np.array([man[p]["label"] == "FAKE" for p in common])
+    fam = np.array([man[p]["family"] for p in common])
+    con = np.array([man[p]["content"] for p in common])
+    sets = {"all": (y, ~y)}
+    sets.update({f"family {f}": (y & (fam == f), ~y) for f in sorted(set(fam[y]))})
+    sets.update({f"content {c} (vs REAL {c})": (y & (con == c), ~y & (con == c))
+                 for c in sorted(set(con[y]) & set(con[~y]))})
+    scores = [np.array([q[p] for p in common]) for q in preds]
+    out = {}
+    for (f, _), s in zip(runs[1:], scores[1:]):
+        out[str(f)] = {name: {"n_fake": int(fm.sum()), "n_real": int(rm.sum()),
+                              "diff": paired_auroc_difference(scores[0][fm], scores[0][rm], s[fm], s[rm])}
+                       for name, (fm, rm) in sets.items()}
+    return out
+
+
+def paired_markdown(first: str, diffs: dict) -> str:
+    lines = []
+    for run, table in diffs.items():
+        lines += [f"### {run} minus {first}: AUROC difference [paired bootstrap 95% CI]", "",
+                  "| FAKE set vs REAL | n FAKE | n REAL | AUROC difference [95% CI] |", "|---|---|---|---|"]
+        for name, c in table.items():
+            d, lo, hi = c["diff"]
+            cell = "n/a" if d != d else (f"{d:+.3f} [n too small]" if lo != lo else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            lines.append(f"| {name} | {c['n_fake']} | {c['n_real']} | {cell} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
-    """python -m aidetect.breakdown --pool data/broad RUN_A/predictions.csv:0.337 RUN_B/predictions.csv:0.470"""
+    """python -m aidetect.breakdown --pool data/broad RUN_A/predictions.csv:0.337 RUN_B/predictions.csv:0.470
+    (with two or more runs, a last table per later run: its AUROC minus the first run's, paired by image)"""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
@@ -353,6 +423,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     runs = [(Path(r.rsplit(":", 1)[0]), float(r.rsplit(":", 1)[1])) for r in a.runs]
     text = breakdown_markdown(from_predictions(Path(a.pool), runs))
+    if len(runs) > 1:
+        text += "\n" + paired_markdown(str(runs[0][0]), paired_differences(Path(a.pool), runs))
     if a.out:
         from aidetect.io import atomic_write
 

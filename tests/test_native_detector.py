@@ -232,12 +232,13 @@ def test_breakdown_from_two_runs_predictions_pairs_them_on_common_images(tmp_pat
 
 
 def test_paired_auroc_difference_is_paired_by_image_and_finds_a_family_that_moved(tmp_path):
-    """breakdown with two runs adds each later run's AUROC minus the first's, bootstrapped by image: a run
-    scoring the same as the first differs by exactly 0 (an unpaired bootstrap would give a wide interval),
-    and a run that ranks one family higher shows a positive interval for that family only."""
+    """breakdown with several runs adds each later run's AUROC minus the FIRST run's, bootstrapped by image: a
+    run scoring the same as the first differs by exactly 0 (an unpaired bootstrap would give a wide interval),
+    a run that ranks one family higher shows a positive interval for that family only; rows are matched by
+    path, not file order; content rows compare with REAL of that content only."""
     import numpy as np
 
-    from aidetect.breakdown import main, paired_auroc_difference, paired_differences
+    from aidetect.breakdown import auroc_ci, main, paired_auroc_difference, paired_differences
 
     rng = np.random.default_rng(1)
     fake, real = rng.normal(1, 1, 200), rng.normal(0, 1, 150)
@@ -245,31 +246,52 @@ def test_paired_auroc_difference_is_paired_by_image_and_finds_a_family_that_move
     assert d == lo == hi == 0.0
     d, lo, hi = paired_auroc_difference(fake, real, fake + 1.0, real)  # every FAKE image ranked higher
     assert 0 < lo < d < hi
+    assert d == pytest.approx(auroc_ci(fake + 1.0, real)[0] - auroc_ci(fake, real)[0], abs=1e-12)
+    import torch
+    from torchmetrics.functional.classification import binary_auroc
+
+    tied_f, tied_r = np.array([1.0, 1, 2, 3, 3]), np.array([0.0, 1, 1, 3])  # ties count half, as torchmetrics does
+    tm = float(binary_auroc(torch.tensor(np.r_[tied_f, tied_r]), torch.tensor([1] * 5 + [0] * 4)))
+    zeros = np.zeros(5)  # ranked below every REAL score but the tied 0: AUROC 0.125
+    assert paired_auroc_difference(zeros, tied_r, tied_f, tied_r)[0] == pytest.approx(tm - 0.125)
     with pytest.raises(ValueError, match="same images"):
         paired_auroc_difference(fake, real, fake[:10], real)
+    assert paired_auroc_difference(fake, real, fake, real, n_boot=0)[1] != paired_auroc_difference(fake, real, fake, real, n_boot=0)[1]  # nan: no interval
 
-    rows, a, b = ["path,label,source_name,family,content"], ["path,true_label,p_fake,label"], ["path,true_label,p_fake,label"]
+    rows, a, b, c = ["path,label,source_name,family,content"], [], [], []
     sig = lambda v: 1 / (1 + np.exp(-v))
     for i in range(120):
-        fam = "flux" if i % 2 else "sdxl"
+        fam, con = ("flux", "photo") if i % 2 else ("sdxl", "photo" if i % 4 else "art")
         s = rng.normal(1, 1)
-        rows.append(f"f{i},FAKE,src,{fam},photo")
+        rows.append(f"f{i},FAKE,src,{fam},{con}")
         a.append(f"f{i},FAKE,{sig(s):.6f},FAKE")
         b.append(f"f{i},FAKE,{sig(s + (1.5 if fam == 'sdxl' else 0)):.6f},FAKE")  # b finds sdxl better
+        c.append(f"f{i},FAKE,{sig(s):.6f},FAKE")                                   # c scores as a does
     for i in range(100):
         s = rng.normal(0, 1)
-        rows.append(f"r{i},REAL,cam,real,photo")
-        a.append(f"r{i},REAL,{sig(s):.6f},REAL")
-        b.append(f"r{i},REAL,{sig(s):.6f},REAL")
-    (tmp_path / "MANIFEST.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "a.csv").write_text("\n".join(a) + "\n")
-    (tmp_path / "b.csv").write_text("\n".join(b) + "\n")
-    got = paired_differences(tmp_path, [(tmp_path / "a.csv", 0.5), (tmp_path / "b.csv", 0.5)])[str(tmp_path / "b.csv")]
-    assert got["family flux"]["diff"][0] == pytest.approx(0, abs=1e-9)
-    assert got["family flux"]["diff"][1] == pytest.approx(0, abs=1e-9) == got["family flux"]["diff"][2]
-    assert got["family sdxl"]["diff"][1] > 0.05
-    assert got["family sdxl"]["n_fake"] == 60 and got["family sdxl"]["n_real"] == 100
-    assert got["content photo (vs REAL photo)"]["n_fake"] == 120
+        con = "art" if i < 20 else "photo"
+        rows.append(f"r{i},REAL,cam,real,{con}")
+        for lst in (a, b, c):
+            lst.append(f"r{i},REAL,{sig(s):.6f},REAL")
+    b.append("extra,FAKE,0.9,FAKE")  # scored by b only: left out of every comparison
+    rng.shuffle(b)                    # rows are matched by path, not by their place in the file
+    head = "path,true_label,p_fake,label"
+    (tmp_path / "MANIFEST.csv").write_text("\n".join(rows + ["extra,FAKE,src,flux,photo"]) + "\n")
+    for name, lst in (("a", a), ("b", b), ("c", c)):
+        (tmp_path / f"{name}.csv").write_text("\n".join([head, *lst]) + "\n")
+    runs = [(tmp_path / f"{n}.csv", 0.5) for n in "abc"]
+    got = paired_differences(tmp_path, runs)
+    gb, gc = got[str(runs[1][0])], got[str(runs[2][0])]
+    assert gb["family flux"]["diff"][:3] == pytest.approx((0, 0, 0), abs=1e-9)
+    assert gb["family sdxl"]["diff"][1] > 0.05
+    assert gb["family sdxl"]["n_fake"] == 60 and gb["family sdxl"]["n_real"] == 100 and gb["all"]["n_fake"] == 120
+    assert gb["content art (vs REAL art)"]["n_fake"] == 30 and gb["content art (vs REAL art)"]["n_real"] == 20
+    assert gb["content photo (vs REAL photo)"]["n_real"] == 80
+    assert gc["family sdxl"]["diff"][:3] == pytest.approx((0, 0, 0), abs=1e-9)  # c against a (the first), not against b
     out = tmp_path / "pair.md"
-    assert main(["--pool", str(tmp_path), f"{tmp_path / 'a.csv'}:0.5", f"{tmp_path / 'b.csv'}:0.5", "--out", str(out)]) == 0
-    assert "minus" in out.read_text() and "| family flux | 60 | 100 | +0.000 [+0.000, +0.000] |" in out.read_text()
+    assert main(["--pool", str(tmp_path), *(f"{r}:0.5" for r, _ in runs), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("minus") == 2 and "| family flux | 60 | 100 | +0.000 [+0.000, +0.000] |" in text
+    (tmp_path / "MANIFEST.csv").write_text("path,label,source_name,family,content\nr0,REAL,cam,real,photo\n")
+    with pytest.raises(Exception, match="not in .*MANIFEST.csv"):
+        paired_differences(tmp_path, runs)

@@ -9,6 +9,11 @@ art. Overall: false-positive rate on REAL at the threshold, and the detection ra
 false positives (the threshold set on the REAL test scores themselves: an optimistic operating
 point, labelled as such). AUROC CIs are a seeded percentile bootstrap (1,000 resamples, each class
 resampled alone); rate CIs are Wilson intervals.
+
+    python -m aidetect.breakdown --pool data/wider A/predictions.csv:0.36 B/predictions.csv:0.42
+re-tables runs on the images all of them scored and ends with each later run's AUROC minus the first
+run's, per family and content, with a bootstrap paired by image (the same images drawn for both): an
+interval over images, not over training runs.
 """
 
 import math
@@ -324,15 +329,28 @@ def write_matrices(out: Path, runs: list[tuple]) -> dict | None:
     return got
 
 
-def from_predictions(pool: Path, runs: list[tuple[Path, float]]) -> dict:
-    """The breakdown of several runs' predictions.csv (train.py, eval.py) on the images all of them scored,
-    rows labelled from the pool's MANIFEST.csv: a paired comparison of detectors on the same test images.
-    ``runs``: (predictions.csv, threshold on P(FAKE)) each; the file's p_fake is already calibrated."""
+def _common_predictions(pool: Path, runs: list[tuple[Path, float]]):
+    """The pool's manifest rows by path, each run's P(FAKE) by path, and the paths every run scored (in the
+    last run's order, which seeds the bootstrap draws); a scored path the manifest lacks is an error naming it (the wrong --pool)."""
     import csv
 
     man = {r["path"]: r for r in csv.DictReader(open(Path(pool) / "MANIFEST.csv", newline=""))}
     preds = [{r["path"]: float(r["p_fake"]) for r in csv.DictReader(open(f, newline=""))} for f, _ in runs]
     common = [p for p in preds[-1] if all(p in q for q in preds)]
+    missing = [p for p in common if p not in man]
+    if missing:
+        from aidetect.config import ConfigError
+
+        raise ConfigError(f"breakdown: {len(missing)} scored images are not in {Path(pool) / 'MANIFEST.csv'} "
+                          f"(first: {missing[0]}); give the pool the runs scored as --pool")
+    return man, preds, common
+
+
+def from_predictions(pool: Path, runs: list[tuple[Path, float]]) -> dict:
+    """The breakdown of several runs' predictions.csv (train.py, eval.py) on the images all of them scored,
+    rows labelled from the pool's MANIFEST.csv: a paired comparison of detectors on the same test images.
+    ``runs``: (predictions.csv, threshold on P(FAKE)) each; the file's p_fake is already calibrated."""
+    man, preds, common = _common_predictions(pool, runs)
     rows = [{"family": man[p]["family"], "content": man[p]["content"], "source_name": man[p]["source_name"],
              "y": int(man[p]["label"] == "FAKE")} for p in common]
     out = {}
@@ -362,7 +380,7 @@ def paired_auroc_difference(fake_a, real_a, fake_b, real_b, n_boot: int = 1000, 
     if len(fa) == 0 or len(ra) == 0:
         return float("nan"), float("nan"), float("nan")
     point = float(_auc_many(fb[None], rb[None])[0] - _auc_many(fa[None], ra[None])[0])
-    if len(fa) < 2 or len(ra) < 2:
+    if len(fa) < 2 or len(ra) < 2 or n_boot < 1:
         return point, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     diffs = []
@@ -377,11 +395,7 @@ def paired_auroc_difference(fake_a, real_a, fake_b, real_b, n_boot: int = 1000, 
 def paired_differences(pool: Path, runs: list[tuple[Path, float]]) -> dict:
     """Per FAKE set (all, each family, each content against REAL of that content), each run's AUROC minus
     the first run's, with a paired bootstrap CI, on the images every run scored."""
-    import csv
-
-    man = {r["path"]: r for r in csv.DictReader(open(Path(pool) / "MANIFEST.csv", newline=""))}
-    preds = [{r["path"]: float(r["p_fake"]) for r in csv.DictReader(open(f, newline=""))} for f, _ in runs]
-    common = [p for p in preds[0] if all(p in q for q in preds) and p in man]
+    man, preds, common = _common_predictions(pool, runs)
     y = np.array([man[p]["label"] == "FAKE" for p in common])
     fam = np.array([man[p]["family"] for p in common])
     con = np.array([man[p]["content"] for p in common])
@@ -405,7 +419,8 @@ def paired_markdown(first: str, diffs: dict) -> str:
                   "| FAKE set vs REAL | n FAKE | n REAL | AUROC difference [95% CI] |", "|---|---|---|---|"]
         for name, c in table.items():
             d, lo, hi = c["diff"]
-            cell = "n/a" if d != d else (f"{d:+.3f} [n too small]" if lo != lo else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            f = lambda v: f"{v + 0.0:+.3f}".replace("-0.000", "+0.000")  # a bound that rounds to 0 prints as +0.000
+            cell = "n/a" if d != d else (f"{f(d)} [n too small]" if lo != lo else f"{f(d)} [{f(lo)}, {f(hi)}]")
             lines.append(f"| {name} | {c['n_fake']} | {c['n_real']} | {cell} |")
         lines.append("")
     return "\n".join(lines)

@@ -45,9 +45,7 @@ def auroc_ci(fake: np.ndarray, real: np.ndarray, n_boot: int = 1000, seed: int =
         return float("nan"), float("nan"), float("nan")
 
     def auc(f, r):  # Mann-Whitney U with ties counted half: the AUROC torchmetrics computes
-        allv = np.concatenate([f, r])
-        ranks = _rankdata(allv)
-        return (ranks[: len(f)].sum() - len(f) * (len(f) + 1) / 2) / (len(f) * len(r))
+        return float(_auc_many(np.asarray(f, dtype=float)[None], np.asarray(r, dtype=float)[None])[0])
 
     point = auc(fake, real)
     if len(fake) < 2 or len(real) < 2:  # a bootstrap of one image says nothing
@@ -56,12 +54,6 @@ def auroc_ci(fake: np.ndarray, real: np.ndarray, n_boot: int = 1000, seed: int =
     boots = [auc(rng.choice(fake, len(fake)), rng.choice(real, len(real))) for _ in range(n_boot)]
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return float(point), float(lo), float(hi)
-
-
-def _rankdata(a: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(a)
 
 
 def _cell(fake: np.ndarray, real: np.ndarray, threshold: float) -> dict:

@@ -570,3 +570,32 @@ runpy.run_path({str(ROOT / "train.py")!r}, run_name="__main__")
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "run/metrics.json").read_text())
     assert m["test"]["acc"] is not None and m["calibration"]["calibration"]["threshold"] is not None
+
+
+def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_path, kaggle_dir):
+    """init_from= (two-stage fine-tuning, e.g. LP-FT): the network starts as the named checkpoint's, not
+    as a fresh initialisation; a checkpoint of another network is refused naming the setting; a job
+    without it keeps the config hash it had before the setting existed."""
+    from aidetect.config import ConfigError
+    from aidetect.module import load_detector
+    from aidetect.train import config_sha
+
+    base = common(tmp_path, kaggle_dir) + ["trainer.max_epochs=1", "logger=none", "test=false", "calibrate=false"]
+    train(compose_train(base + [f"output_dir={tmp_path / 'a'}"]))
+    a = tmp_path / "a/checkpoints/last.ckpt"
+    # lr 0 and a network without batch norm: weights after one epoch are exactly the starting ones
+    frozen = base + ["model.optimizer.lr=0.0"]
+    cfg = compose_train(frozen + [f"init_from={a}", f"output_dir={tmp_path / 'b'}", "seed=7"])
+    train(cfg)
+    fresh = compose_train(frozen + [f"output_dir={tmp_path / 'c'}", "seed=7"])
+    train(fresh)
+    wa, wb, wc = (load_detector(tmp_path / f"{r}/checkpoints/last.ckpt").net.state_dict() for r in "abc")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)  # seed 7's own start differs from run a's
+    assert config_sha(cfg) != config_sha(fresh)
+    legacy = OmegaConf.to_container(fresh)
+    del legacy["init_from"]
+    assert config_sha(fresh) == config_sha(OmegaConf.create(legacy))
+    with pytest.raises(ConfigError, match="init_from=.*same model= settings"):
+        train(compose_train(base + ["model=small_resnet", "model.net.width=8", f"init_from={a}",
+                                    f"output_dir={tmp_path / 'd'}"]))

@@ -89,6 +89,8 @@ def config_sha(cfg: DictConfig, fresh: bool = False, legacy: bool = False) -> st
     for (group, key), value in NEUTRAL_SETTINGS.items():
         if isinstance(settings.get(group), dict) and settings[group].get(key) == value:
             settings[group] = {k: v for k, v in settings[group].items() if k != key}
+    if settings.get("init_from") is None:  # added later: jobs without it keep the hash they had before
+        settings.pop("init_from", None)
     if fresh:
         settings["ckpt_path"] = None
     text = json.dumps(settings, sort_keys=True, default=str)

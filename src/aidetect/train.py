@@ -117,6 +117,22 @@ def calibrate_tested(cfg, model: Detector, scored: Detector, datamodule, out: Pa
     return result
 
 
+def init_weights(model: Detector, path) -> None:
+    """``init_from``: the network weights of a train.py checkpoint, with a fresh optimizer, schedule and
+    epoch count (``ckpt_path`` resumes all of them instead). Two-stage fine-tuning such as LP-FT (Kumar et
+    al., ICLR 2022): a run with the backbone frozen (``+model.optimizer.backbone_lr_mult=0.0``) fits the head,
+    then this run fine-tunes everything from it, so early gradients from a random head do not distort the
+    pretrained features. The network must be the same architecture as ``model.net``."""
+    src = load_detector(path).net.state_dict()
+    dst = model.net.state_dict()
+    diff = sorted(set(src) ^ set(dst)) + sorted(k for k in set(src) & set(dst) if src[k].shape != dst[k].shape)
+    if diff:
+        raise ConfigError(f"init_from={path}: its network is not this run's model.net ({len(diff)} tensors differ, "
+                          f"e.g. {diff[0]}); pass a checkpoint trained with the same model= settings")
+    model.net.load_state_dict(src)
+    log.info("init_from %s: network weights loaded (optimizer and epochs start afresh)", path)
+
+
 def speed_settings(cfg: DictConfig) -> tuple[int | None, dict | None]:
     """threads: torch's CPU thread count; compile: torch.compile the network in place (true, or
     torch.compile's own settings, e.g. {mode: max-autotune}); the checkpoint keeps its plain keys."""
@@ -162,6 +178,8 @@ def _train(cfg: DictConfig) -> dict:
                      channels_last=cfg.model.get("channels_last", True), labels=dict(LABELS),
                      label_smoothing=cfg.model.get("label_smoothing", 0.0),
                      eval_crops=getattr(datamodule, "eval_crops", 1))
+    if cfg.get("init_from"):
+        init_weights(model, cfg.init_from)
     model.run_config = plain(cfg)  # saved inside each checkpoint
     model.provenance = provenance()
     log.info("model: %s", model.describe())

@@ -216,6 +216,28 @@ def test_lite0_upsample_resizes_inside_the_model():
         Lite0(stages=3, pretrained=False, upsample=8)
 
 
+def test_lite0_stem_stride_1_keeps_the_first_layer_at_full_resolution():
+    """stem_stride=1 (no down-sampling in the first layer): the same filters evaluated at every pixel; the
+    stride-2 stem's outputs are every other one of them (TF "same" padding centres them on odd pixels)."""
+    import torch
+
+    from aidetect.config import ConfigError
+    from aidetect.models import Lite0
+
+    torch.manual_seed(0)
+    s2 = Lite0(stages=2, pretrained=False).eval()
+    s1 = Lite0(stages=2, pretrained=False, stem_stride=1).eval()
+    s1.load_state_dict(s2.state_dict())  # same tensors: a stride-2 checkpoint loads as it is
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        full, half = s1.stem(x * 2 - 1), s2.stem(x * 2 - 1)
+        assert full.shape[-2:] == (64, 64) and half.shape[-2:] == (32, 32)
+        assert torch.allclose(full[..., 1::2, 1::2], half, atol=1e-5)
+        assert s1(x).shape == (2, 1) and s1.blocks(s1._stem(x)).shape[-1] == 2 * s2.blocks(s2._stem(x)).shape[-1]
+    with pytest.raises(ConfigError, match="stem_stride"):
+        Lite0(stages=2, pretrained=False, stem_stride=4)
+
+
 def test_backbone_lr_mult_gives_the_pretrained_backbone_its_own_rate():
     import torch
 

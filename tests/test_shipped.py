@@ -82,3 +82,23 @@ def test_model_card_leave_one_family_out_numbers_are_the_sweeps_own():
     mean = float(re.search(r"mean (0\.\d{3})", para).group(1))
     assert abs(mean - sum(map(float, cells)) / len(cells)) <= 0.0005 + 1e-9
     assert f"over {len(cells)} families" in para
+
+
+def test_model_card_wider_leave_one_family_out_numbers_are_the_aggregates_own():
+    """The card's `wider` leave-one-family-out sentence: one number per cell of modern_lofo_matrix_wider.md (what
+    `aidetect aggregate` wrote from docs/results/runs/modern_lofo_wider), and the means it printed, as published
+    and format-neutral."""
+    import re
+
+    card = " ".join((ROOT / "src/aidetect/weights/README.md").read_text().split())
+    sentence = card.split("leave-one-family-out job on `wider`", 1)[1].split("format-neutral)", 1)[0]
+    matrix = (ROOT / "docs/results/modern_lofo_matrix_wider.md").read_text()
+    published, neutral = matrix.split("## format-neutral", 1)
+    cells = re.findall(r"(0\.\d{3}) \[", published.split("leave-one-family-out)**", 1)[1].split("\n", 1)[0])
+    quoted = re.findall(r"(?:SDXL|Midjourney|FLUX|SD 1\.4|SD 1\.5|SD3|Nano Banana Pro|SD 2\.1|PixArt|StyleGAN2|2022-era) (0\.\d{3})",
+                        re.sub(r"\([^)]*\)", "", sentence))
+    assert sorted(quoted) == sorted(cells), "the card's families and the aggregate's leave-one-out cells differ"
+    mean_pub = re.search(r"mean AUROC: (0\.\d{3}) over (\d+) families", published)
+    mean_neu = re.search(r"mean AUROC: (0\.\d{3}) over", neutral)
+    assert int(mean_pub.group(2)) == len(cells)
+    assert f"mean {mean_pub.group(1)} ({mean_neu.group(1)} format-neutral" in sentence + "format-neutral"

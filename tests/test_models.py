@@ -234,6 +234,8 @@ def test_lite0_stem_stride_1_keeps_the_first_layer_at_full_resolution():
         assert full.shape[-2:] == (64, 64) and half.shape[-2:] == (32, 32)
         assert torch.allclose(full[..., 1::2, 1::2], half, atol=1e-5)
         assert s1(x).shape == (2, 1) and s1.blocks(s1._stem(x)).shape[-1] == 2 * s2.blocks(s2._stem(x)).shape[-1]
+        six = Lite0(in_channels=6, stages=2, pretrained=False, stem_stride=1).eval()  # adapted stem: size kept too
+        assert six.stem(torch.rand(1, 6, 64, 64)).shape[-2:] == (64, 64)
     with pytest.raises(ConfigError, match="stem_stride"):
         Lite0(stages=2, pretrained=False, stem_stride=4)
 

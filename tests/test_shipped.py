@@ -91,8 +91,11 @@ def test_model_card_wider_leave_one_family_out_numbers_are_the_aggregates_own():
     import re
 
     card = " ".join((ROOT / "src/aidetect/weights/README.md").read_text().split())
-    sentence = card.split("leave-one-family-out job on `wider`", 1)[1].split("format-neutral)", 1)[0]
+    marker = "leave-one-family-out job on `wider`"
+    assert marker in card, f"the card no longer has its sentence starting {marker!r}"
+    sentence = card.split(marker, 1)[1].split("format-neutral)", 1)[0]
     matrix = (ROOT / "docs/results/modern_lofo_matrix_wider.md").read_text()
+    assert "## format-neutral" in matrix and "leave-one-family-out)**" in matrix, "not an `aidetect aggregate` matrix.md"
     published, neutral = matrix.split("## format-neutral", 1)
     cells = re.findall(r"(0\.\d{3}) \[", published.split("leave-one-family-out)**", 1)[1].split("\n", 1)[0])
     quoted = re.findall(r"(?:SDXL|Midjourney|FLUX|SD 1\.4|SD 1\.5|SD3|Nano Banana Pro|SD 2\.1|PixArt|StyleGAN2|2022-era) (0\.\d{3})",
@@ -100,5 +103,6 @@ def test_model_card_wider_leave_one_family_out_numbers_are_the_aggregates_own():
     assert sorted(quoted) == sorted(cells), "the card's families and the aggregate's leave-one-out cells differ"
     mean_pub = re.search(r"mean AUROC: (0\.\d{3}) over (\d+) families", published)
     mean_neu = re.search(r"mean AUROC: (0\.\d{3}) over", neutral)
+    assert mean_pub and mean_neu, "modern_lofo_matrix_wider.md has no leave-one-family-out mean line"
     assert int(mean_pub.group(2)) == len(cells)
     assert f"mean {mean_pub.group(1)} ({mean_neu.group(1)} format-neutral" in sentence + "format-neutral"

@@ -592,10 +592,21 @@ def test_init_from_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_p
     wa, wb, wc = (load_detector(tmp_path / f"{r}/checkpoints/last.ckpt").net.state_dict() for r in "abc")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)  # seed 7's own start differs from run a's
+    # a fresh optimizer and epoch count (a resume, ckpt_path=, would have skipped the finished epoch)
+    steps = [torch.load(tmp_path / f"{r}/checkpoints/last.ckpt", weights_only=True)["global_step"] for r in "bc"]
+    assert steps[0] == steps[1] > 0
     assert config_sha(cfg) != config_sha(fresh)
+    # the starting weights' content decides the job, not how their path is spelled
+    import shutil
+    shutil.copy(a, tmp_path / "copy.ckpt")
+    assert config_sha(cfg) == config_sha(compose_train(frozen + [f"init_from={tmp_path / 'copy.ckpt'}", f"output_dir={tmp_path / 'b'}", "seed=7"]))
     legacy = OmegaConf.to_container(fresh)
     del legacy["init_from"]
     assert config_sha(fresh) == config_sha(OmegaConf.create(legacy))
-    with pytest.raises(ConfigError, match="init_from=.*same model= settings"):
+    with pytest.raises(ConfigError, match="init_from=.*same model= and aug= settings"):
         train(compose_train(base + ["model=small_resnet", "model.net.width=8", f"init_from={a}",
                                     f"output_dir={tmp_path / 'd'}"]))
+    with pytest.raises(ConfigError, match="init_from=.*net/view settings"):  # same tensors, another view
+        train(compose_train(base + ["aug=inverted", f"init_from={a}", f"output_dir={tmp_path / 'e'}"]))
+    with pytest.raises(ConfigError, match="init_from=.*not a file"):
+        train(compose_train(base + [f"init_from={tmp_path / 'missing.ckpt'}", f"output_dir={tmp_path / 'f'}"]))

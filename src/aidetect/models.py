@@ -265,7 +265,10 @@ class Lite0(Network):
         if in_channels != 3:
             from timm.models._manipulate import adapt_input_conv
 
-            conv = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
+            # stride 2 keeps the padding it always had (0: trained checkpoints of stacked views rely on it);
+            # stride 1 pads to keep the size, as timm's "same" stem does for 3 channels
+            pad = stem.padding if int(stem_stride) == 2 else tuple(k // 2 for k in stem.kernel_size)
+            conv = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, pad, bias=False)
             conv.weight.data = adapt_input_conv(in_channels, stem.weight.data)
             stem = conv
         stem.stride = (int(stem_stride),) * 2  # timm's "same" padding follows the stride

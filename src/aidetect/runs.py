@@ -91,6 +91,9 @@ def config_sha(cfg: DictConfig, fresh: bool = False, legacy: bool = False) -> st
             settings[group] = {k: v for k, v in settings[group].items() if k != key}
     if settings.get("init_from") is None:  # added later: jobs without it keep the hash they had before
         settings.pop("init_from", None)
+    elif Path(settings["init_from"]).is_file():  # the starting weights' content, not their path: a retrained
+        # source at the same path is a new job, the same file named two ways is the same job
+        settings["init_from"] = "sha256:" + hashlib.sha256(Path(settings["init_from"]).read_bytes()).hexdigest()
     if fresh:
         settings["ckpt_path"] = None
     text = json.dumps(settings, sort_keys=True, default=str)

@@ -65,6 +65,9 @@ def check_settings(cfg: DictConfig):
     speed_settings(cfg)
     if cfg.get("test_ckpt", "best") not in ("best", "last"):
         raise ConfigError(f"test_ckpt={cfg.test_ckpt!r}; valid: best, last")
+    if cfg.get("init_from") and not Path(cfg.init_from).is_file():
+        raise ConfigError(f"init_from={cfg.init_from}: not a file; pass a checkpoint written by train.py, e.g. "
+                          f"outputs/train/runs/<time>/checkpoints/best_epoch_003.ckpt")
     return view.spec(), net_cls
 
 
@@ -123,12 +126,21 @@ def init_weights(model: Detector, path) -> None:
     al., ICLR 2022): a run with the backbone frozen (``+model.optimizer.backbone_lr_mult=0.0``) fits the head,
     then this run fine-tunes everything from it, so early gradients from a random head do not distort the
     pretrained features. The network must be the same architecture as ``model.net``."""
-    src = load_detector(path).net.state_dict()
-    dst = model.net.state_dict()
+    try:
+        other = load_detector(path)
+    except ConfigError as e:
+        raise ConfigError(f"init_from={path}: {e}") from None
+
+    def arch(hp):  # what decides the network's function; pretrained only chose the starting weights
+        return {k: v for k, v in (hp.get("net") or {}).items() if k != "pretrained"}, hp.get("view")
+
+    src, dst = other.net.state_dict(), model.net.state_dict()
     diff = sorted(set(src) ^ set(dst)) + sorted(k for k in set(src) & set(dst) if src[k].shape != dst[k].shape)
-    if diff:
-        raise ConfigError(f"init_from={path}: its network is not this run's model.net ({len(diff)} tensors differ, "
-                          f"e.g. {diff[0]}); pass a checkpoint trained with the same model= settings")
+    if diff or arch(other.hparams) != arch(model.hparams):
+        what = f"{len(diff)} tensors differ, e.g. {diff[0]}" if diff else \
+            f"its net/view settings {arch(other.hparams)} are not this run's {arch(model.hparams)}"
+        raise ConfigError(f"init_from={path}: its network is not this run's model.net ({what}); pass a checkpoint "
+                          f"trained with the same model= and aug= settings")
     model.net.load_state_dict(src)
     log.info("init_from %s: network weights loaded (optimizer and epochs start afresh)", path)
 

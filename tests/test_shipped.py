@@ -98,7 +98,7 @@ def test_model_card_wider_leave_one_family_out_numbers_are_the_aggregates_own():
     assert "## format-neutral" in matrix and "leave-one-family-out)**" in matrix, "not an `aidetect aggregate` matrix.md"
     published, neutral = matrix.split("## format-neutral", 1)
     cells = re.findall(r"(0\.\d{3}) \[", published.split("leave-one-family-out)**", 1)[1].split("\n", 1)[0])
-    quoted = re.findall(r"(?:SDXL|Midjourney|FLUX|SD 1\.4|SD 1\.5|SD3|Nano Banana Pro|SD 2\.1|PixArt|StyleGAN2|2022-era) (0\.\d{3})",
+    quoted = re.findall(r"(?:SDXL|Midjourney|FLUX|SD 1\.4|SD 1\.5|SD3|Nano Banana Pro|SD 2\.1|PixArt|StyleGAN2|2022-era|Kandinsky|Playground) (0\.\d{3})",
                         re.sub(r"\([^)]*\)", "", sentence))
     assert sorted(quoted) == sorted(cells), "the card's families and the aggregate's leave-one-out cells differ"
     mean_pub = re.search(r"mean AUROC: (0\.\d{3}) over (\d+) families", published)

@@ -266,3 +266,53 @@ def test_backbone_lr_mult_gives_the_pretrained_backbone_its_own_rate():
         build_recipe(opt, None, SmallResNet(width=8, depths=[1]).parameters(), net=SmallResNet(width=8, depths=[1]))
     with pytest.raises(ConfigError, match="backbone_lr_mult"):
         build_recipe({**opt, "backbone_lr_mult": -1}, None, net.parameters(), net=net)
+
+
+def test_rot90_moves_pixels_without_resampling_them():
+    from aidetect.augment import Augment
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    y = Augment(rot90=1.0)(x)
+    turns = []
+    for a, b in zip(x, y):  # each image is its own rotation by 90, 180 or 270 degrees, never left as it was
+        k = [j for j in (1, 2, 3) if torch.equal(torch.rot90(a, j, dims=(-2, -1)), b)]
+        assert len(k) == 1
+        turns += k
+    assert set(turns) == {1, 2, 3}
+    wide = torch.randint(0, 256, (8, 3, 16, 24), dtype=torch.uint8)  # not square: only a half turn keeps the shape
+    assert torch.equal(Augment(rot90=1.0)(wide), wide.flip(-1).flip(-2))
+    assert torch.equal(Augment(rot90=0.0, hflip=0.0)(x), x)
+
+
+def test_mask_blacks_out_whole_patches_in_the_asked_share():
+    from aidetect.augment import Augment
+    torch.manual_seed(0)
+    x = torch.full((6, 3, 70, 64), 200, dtype=torch.uint8)  # 70 rows: a 6-px border below the 16-px grid
+    y = Augment(mask=1.0, mask_ratio=(0.5, 0.5), mask_patch=16)(x)
+    cells = y[:, 0, :64].view(6, 4, 16, 4, 16).float().mean((2, 4))  # per 16-px cell: all black or untouched
+    assert set(cells.unique().tolist()) == {0.0, 200.0}
+    assert ((cells == 0).sum((1, 2)) == 8).all()  # half of the 16 cells, in every image
+    assert (y[:, :, 64:] == 200).all() and torch.equal(y[:, 0], y[:, 2])  # border kept; all channels alike
+    some = Augment(mask=0.5, mask_ratio=(0.25, 0.75))(x.repeat(20, 1, 1, 1))
+    masked = (some == 0).flatten(1).any(1)
+    assert 0 < masked.sum() < len(masked)  # p applies per image
+
+
+def test_colour_jitter_changes_colour_not_geometry():
+    from aidetect.augment import Augment
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    y = Augment(jitter=1.0, jitter_strength=0.5)(x)
+    assert y.dtype == torch.uint8 and y.shape == x.shape and not torch.equal(x, y)
+    # brightness, contrast and saturation keep each pixel's place: ranks of one image's grey levels barely move
+    gx, gy = x.float().mean(1).flatten(1), y.float().mean(1).flatten(1)
+    assert all(torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.5 for a, b in zip(gx, gy))
+    assert torch.equal(Augment(jitter=0.0)(x), x)
+
+
+@pytest.mark.parametrize("bad, name", [({"rot90": 1.5}, "augment.rot90"), ({"jitter_strength": 1.0}, "augment.jitter_strength"),
+                                       ({"mask_ratio": [0.8, 0.2]}, "augment.mask_ratio"), ({"mask_patch": 0}, "augment.mask_patch")])
+def test_bad_safe_settings_name_the_setting(bad, name):
+    from aidetect.augment import Augment
+    with pytest.raises(ConfigError, match=name):
+        Augment(**bad)

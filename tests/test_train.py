@@ -55,10 +55,13 @@ def test_every_augment_config_builds(name):
     cfg = compose_train([f"augment={name}"]).augment
     params = build_augment(OmegaConf.to_container(cfg)).params()
     expected = {"none": (0.0, 0, 0.0, 0.0), "flip": (0.5, 0, 0.0, 0.0), "crop": (0.5, 4, 0.0, 0.0),
-                "standard": (0.5, 4, 0.3, 0.0), "cutmix": (0.5, 4, 0.0, 0.5), "format_neutral": (0.0, 0, 0.0, 0.0)}
+                "standard": (0.5, 4, 0.3, 0.0), "cutmix": (0.5, 4, 0.0, 0.5), "format_neutral": (0.0, 0, 0.0, 0.0),
+                "safe": (0.0, 0, 0.0, 0.0)}
     assert (params["hflip"], params["crop_padding"], params["jpeg"], params.get("cutmix", 0.0)) == expected[name]
     # format_neutral re-encodes (and data.hflip flips) in data=modern's loader, not in the batch transform
-    assert (params.get("format_neutral") or {}).get("p") == (1.0 if name == "format_neutral" else None)
+    assert (params.get("format_neutral") or {}).get("p") == (1.0 if name in ("format_neutral", "safe") else None)
+    assert (params.get("rot90"), params.get("jitter"), params.get("mask")) == (
+        (0.75, 1.0, 0.5) if name == "safe" else (None, None, None))
 
 
 # One view in the fast tier (`-m "not slow"`), every view in the full suite.

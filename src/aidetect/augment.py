@@ -1,4 +1,5 @@
-"""Real augmentations (flips, crops, JPEG re-compression, CutMix): training split only.
+"""Real augmentations (flips, crops, JPEG re-compression, CutMix, and SAFE's rotation, colour
+jitter and patch masking): training split only.
 
     python train.py augment=standard          # configs/augment/standard.yaml
 
@@ -14,6 +15,14 @@ batch, the box taken from the previous image in the batch); the target becomes t
 of each image's pixels. Unlike MixUp, it leaves every pixel as some real or generated image had
 it, and pixel-level detail is what the small detectors look at; torchvision's MixUp does not
 take uint8 batches either.
+
+``rot90``, ``jitter`` and ``mask`` follow SAFE (Li et al., KDD 2025, "Improving synthetic image
+detection towards generalization: an image transformation perspective"), who found that a detector
+trained on one generator carried further to unseen ones when colour and orientation stopped being
+cues (ColorJitter, RandomRotation) and when random 16-px patches were blanked out, so that no one
+region of the crop can be relied on. Rotation here is by multiples of 90 degrees only: it moves
+pixels without resampling them, where an arbitrary angle would interpolate (or, with nearest
+neighbours, duplicate) the very pixel correlations the detector reads.
 """
 
 import torch
@@ -28,15 +37,22 @@ class Augment(nn.Module):
     of JPEG re-compression at a quality drawn from ``jpeg_quality`` = [low, high]; ``cutmix``:
     probability that a training batch is CutMixed: the box's nominal area share is 1 - lam,
     lam ~ Beta(``cutmix_alpha``, ``cutmix_alpha``); the box is clipped at the image's edges and the
-    target uses the clipped area."""
+    target uses the clipped area. ``rot90``: probability of a rotation by 90, 180 or 270 degrees
+    (only 180 for a non-square batch); ``jitter``: probability of a colour jitter, brightness,
+    contrast and saturation each scaled by a factor in [1 - ``jitter_strength``, 1 + ``jitter_strength``];
+    ``mask``: probability that a share in ``mask_ratio`` = [low, high] of the image's
+    ``mask_patch``-px grid cells is set to black."""
 
     def __init__(self, hflip: float = 0.0, crop_padding: int = 0, jpeg: float = 0.0, jpeg_quality=(60, 95),
-                 cutmix: float = 0.0, cutmix_alpha: float = 1.0, format_neutral: dict | None = None):
+                 cutmix: float = 0.0, cutmix_alpha: float = 1.0, rot90: float = 0.0, jitter: float = 0.0,
+                 jitter_strength: float = 0.5, mask: float = 0.0, mask_ratio=(0.0, 0.75), mask_patch: int = 16,
+                 format_neutral: dict | None = None):
         super().__init__()
         # Applied in the data loader (data/crops.py FormatNeutral, read by data=modern), not here on
         # batches: it re-encodes each whole image before its crop. Kept so params() reports it.
         self.format_neutral = dict(format_neutral) if format_neutral else None
-        for name, p in (("hflip", hflip), ("jpeg", jpeg), ("cutmix", cutmix)):
+        for name, p in (("hflip", hflip), ("jpeg", jpeg), ("cutmix", cutmix), ("rot90", rot90), ("jitter", jitter),
+                        ("mask", mask)):
             if not 0 <= float(p) <= 1:
                 raise ConfigError(f"augment.{name} is a probability in [0, 1], got {p}")
         if int(crop_padding) < 0:
@@ -46,6 +62,22 @@ class Augment(nn.Module):
             raise ConfigError(f"augment.jpeg_quality=[low, high] within 1..100, got {list(jpeg_quality)}")
         if not float(cutmix_alpha) > 0:
             raise ConfigError(f"augment.cutmix_alpha is the Beta distribution's parameter, > 0; got {cutmix_alpha}")
+        if not 0 <= float(jitter_strength) < 1:
+            raise ConfigError(f"augment.jitter_strength scales brightness, contrast and saturation by 1 +- it: "
+                              f"in [0, 1), got {jitter_strength}")
+        mlo, mhi = (float(r) for r in mask_ratio)
+        if not 0 <= mlo <= mhi <= 1:
+            raise ConfigError(f"augment.mask_ratio=[low, high] shares of the image within 0..1, got {list(mask_ratio)}")
+        if int(mask_patch) < 1:
+            raise ConfigError(f"augment.mask_patch is the masked squares' side in pixels, >= 1; got {mask_patch}")
+        self.rot90, self.jitter, self.jitter_strength = float(rot90), float(jitter), float(jitter_strength)
+        self.mask, self.mask_ratio, self.mask_patch = float(mask), (mlo, mhi), int(mask_patch)
+        self._jitter = None
+        if self.jitter:
+            from torchvision.transforms import v2
+
+            s = self.jitter_strength
+            self._jitter = v2.ColorJitter(brightness=s, contrast=s, saturation=s)
         self.hflip, self.crop_padding, self.jpeg, self.jpeg_quality = float(hflip), int(crop_padding), float(jpeg), (lo, hi)
         self.cutmix, self.cutmix_alpha = float(cutmix), float(cutmix_alpha)
         self._cutmix = None
@@ -56,7 +88,8 @@ class Augment(nn.Module):
 
     @property
     def active(self) -> bool:
-        return bool(self.hflip or self.crop_padding or self.jpeg or self.cutmix)
+        return bool(self.hflip or self.crop_padding or self.jpeg or self.cutmix or self.rot90 or self.jitter
+                    or self.mask)
 
     def params(self) -> dict:
         out = {"hflip": self.hflip, "crop_padding": self.crop_padding, "jpeg": self.jpeg,
@@ -65,6 +98,12 @@ class Augment(nn.Module):
             out["format_neutral"] = self.format_neutral
         if self.cutmix:  # only when on, so the settings of runs without it read as before
             out |= {"cutmix": self.cutmix, "cutmix_alpha": self.cutmix_alpha}
+        if self.rot90:
+            out["rot90"] = self.rot90
+        if self.jitter:
+            out |= {"jitter": self.jitter, "jitter_strength": self.jitter_strength}
+        if self.mask:
+            out |= {"mask": self.mask, "mask_ratio": list(self.mask_ratio), "mask_patch": self.mask_patch}
         return out
 
     def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +122,46 @@ class Augment(nn.Module):
         if self.hflip:
             flip = torch.rand(len(x), device=x.device) < self.hflip
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if self.rot90:
+            x = self._rot90(x)
+        if self.jitter:
+            pick = (torch.rand(len(x)) < self.jitter).nonzero().squeeze(1).tolist()
+            if pick:
+                x = x.clone()
+                for i in pick:  # one draw of the factors (and of their order) per image
+                    x[i] = self._jitter(x[i])
+        if self.mask:
+            x = self._mask(x)
         return x
+
+    def _rot90(self, x):
+        h, w = x.shape[-2:]
+        pick = (torch.rand(len(x)) < self.rot90).nonzero().squeeze(1).tolist()
+        if not pick:
+            return x
+        ks = torch.randint(1, 4, (len(pick),)).tolist() if h == w else [2] * len(pick)
+        x = x.clone()
+        for i, k in zip(pick, ks):
+            x[i] = torch.rot90(x[i], k, dims=(-2, -1))
+        return x
+
+    def _mask(self, x):
+        p = self.mask_patch
+        h, w = x.shape[-2:]
+        rows, cols = h // p, w // p
+        pick = (torch.rand(len(x)) < self.mask).nonzero().squeeze(1).tolist()
+        if not pick or not rows or not cols:
+            return x
+        lo, hi = self.mask_ratio
+        ratios = (lo + (hi - lo) * torch.rand(len(pick))).tolist()
+        keep = torch.ones(len(x), 1, rows * cols, device=x.device, dtype=x.dtype)
+        for i, r in zip(pick, ratios):
+            cells = torch.randperm(rows * cols)[:int(rows * cols * r)]
+            keep[i, 0, cells.to(x.device)] = 0
+        # cell grid -> pixels; a border narrower than one patch is never masked
+        keep = keep.view(len(x), 1, rows, cols).repeat_interleave(p, -2).repeat_interleave(p, -1)
+        keep = nn.functional.pad(keep, (0, w - cols * p, 0, h - rows * p), value=1)
+        return x * keep
 
     def _crop(self, x):
         p = self.crop_padding
@@ -111,4 +189,4 @@ def build_augment(spec: dict | None) -> Augment:
         return Augment(**(spec or {}))
     except TypeError as e:
         raise ConfigError(f"augment: {e}; valid settings: hflip, crop_padding, jpeg, jpeg_quality, cutmix, "
-                          "cutmix_alpha, format_neutral") from None
+                          "cutmix_alpha, rot90, jitter, jitter_strength, mask, mask_ratio, mask_patch, format_neutral") from None

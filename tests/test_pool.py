@@ -341,3 +341,49 @@ def test_scan_source_skips_blank_frames_and_groups_by_prompt(tmp_path):
     assert sorted(r["repo_path"] for r in rows) == ["a/0.png", "a/2.png", "b/0.png"]
     groups = {r["repo_path"]: r["group"] for r in rows}
     assert groups["a/0.png"] == groups["b/0.png"] == "prompt:0" != groups["a/2.png"]
+
+
+def test_scan_source_cuts_bordered_grids_and_letterboxed_images_and_get_rebuilds_them(tmp_path):
+    """margin= drops a figure's borders between tiles; trim= cuts a painting out of the white bars that made it
+    square (bars only REAL images carry would be a class cue). Both become tile rows that `get` re-cuts and checks."""
+    import io
+    import zipfile
+
+    def png(img):
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        return buf.getvalue()
+
+    strip = Image.new("RGB", (4 * 74, 74), "white")            # 4 tiles of 64 px, 5-px borders, as in a figure
+    for i in range(4):
+        strip.paste(_img(40 + i), (5 + i * 74, 5))
+    boxed = Image.new("RGB", (96, 96), (255, 255, 255))         # a 96x70 painting letterboxed to a square
+    boxed.paste(_img(50, (70, 96)), (0, 13))
+    arc = tmp_path / "gen.zip"
+    with zipfile.ZipFile(arc, "w") as z:
+        z.writestr("strip.png", png(strip))
+        z.writestr("art/boxed.png", png(boxed))
+        z.writestr("art/plain.png", png(_img(51, (96, 96))))    # no bars: kept whole, original bytes
+    tiles = pool.scan_source(arc, "zip:gen.zip", "", ["strip.png"], "s", "FAKE", "g", "gan", "other", "none",
+                             grid=(4, 1), margin=5)
+    assert [r["tile"] for r in tiles] == [f"{5 + i * 74},5,{69 + i * 74},69" for i in range(4)]
+    for i, r in enumerate(tiles):                               # exactly the pasted tile, no border pixel
+        box = tuple(map(int, r["tile"].split(",")))
+        assert np.array_equal(np.asarray(strip.crop(box)), np.asarray(_img(40 + i)))
+    art = pool.scan_source(arc, "zip:gen.zip", "", ["art/*"], "a", "REAL", "museum", "real", "art", "none",
+                           trim=True, min_side=32)
+    by = {r["repo_path"]: r for r in art}
+    assert by["art/boxed.png"]["tile"] == "0,13,96,83" and by["art/plain.png"]["tile"] == ""
+    assert pool.letterbox(_img(52)) == (0, 0, 64, 64)
+    # `get` re-cuts both from the archive and verifies their pixels
+    rdir = tmp_path / "recipe"
+    pool.write_recipe_csv(rdir / "m.csv", tiles + art)
+    (rdir / "recipe.yaml").write_text("description: test\nsources:\n  - manifest: m.csv\n")
+    hold = tmp_path / "holdout.tsv"
+    hold.write_text("# test\nsha256\tdhash64\n")
+    out = tmp_path / "out"
+    pool.get_pool(str(rdir), out, from_dirs=[tmp_path], holdout=hold, offline=True)
+    m = _manifest(out)
+    assert len(m) == 6
+    cut = Image.open(out / by["art/boxed.png"]["path"]).convert("RGB")
+    assert cut.size == (96, 70) and np.array_equal(np.asarray(cut), np.asarray(_img(50, (70, 96))))

@@ -223,7 +223,8 @@ class LocalSources:
             return self._zip_member(repo[4:], rp)
         owner, _, name = repo.partition("/")
         for d in self.dirs:
-            gits = [d] if is_git_dir(d) else [d / f"{owner}+{name}" / "repo", d / f"{owner}+{name}"]
+            m = d / f"{owner}+{name}"
+            gits = [d] if is_git_dir(d) else [m / "repo", m / "repo" / ".git", m]   # bare, or a clone's .git
             for g in gits:
                 if is_git_dir(g):
                     data = self._blobs(g).read(commit, rp)
@@ -627,10 +628,15 @@ def scan_source(git_dir: Path, repo: str, commit: str, patterns: list[str], sour
                 exclude: list[str] = (), grid: tuple[int, int] | None = None, cap: int | None = None,
                 max_bytes: int = 4 << 20, min_side: int = 64, holdout: HashList | None = None,
                 holdout_bits: int = DEFAULT_BITS, dedup_bits: int = DEFAULT_BITS, group_re: str | None = None,
-                tile_ext: str = ".webp", skip_shas=(), skip_dhashes=(), stats: dict | None = None) -> list[dict]:
+                tile_ext: str = ".webp", skip_shas=(), skip_dhashes=(), stats: dict | None = None,
+                margin: int = 0, trim: bool = False, group_prefix: str = "") -> list[dict]:
     """Recipe rows for the images of one mirror matching ``patterns`` (fnmatch on repo paths), at ``commit``:
     holdout-checked (a grid and its tiles), deduplicated (within the source and against ``skip_*``), capped
-    evenly over the sorted paths. ``grid=(cols, rows)`` cuts every file into equal tiles."""
+    evenly over the sorted paths; ``group_re``'s first group names the file's group (``prompt:<group_prefix><it>``).
+    ``grid=(cols, rows)`` cuts every file into equal tiles, each cell less
+    ``margin`` px on every side (a figure's borders between tiles). ``trim=True`` cuts each image to the box
+    inside a uniform letterbox border (``letterbox``), stored like a one-tile grid, so bars added by whoever
+    published the image cannot become a class cue."""
     git_dir = Path(git_dir)
     if git_dir.is_file():                        # a zip archive: members instead of a git tree
         import zipfile
@@ -691,7 +697,7 @@ def scan_source(git_dir: Path, repo: str, commit: str, patterns: list[str], sour
         first = [files[int(i * step)] for i in range(cap)]
         rest = [f for f in files if f not in set(first)]
         order = first + rest
-    target = cap if cap else len(order)
+    target = cap if cap else float("inf")       # cap counts rows (tiles), not files
     n_images = 0
     for path in order:
         if n_images >= target:
@@ -716,23 +722,31 @@ def scan_source(git_dir: Path, repo: str, commit: str, patterns: list[str], sour
             stem = safe_name(pstem)
         grp = ""
         if group_re and (m := re.search(group_re, path)):
-            grp = f"prompt:{safe_name(m.group(1))}"
+            grp = f"prompt:{group_prefix}{safe_name(m.group(1))}"
+        boxes = None
         if grid:
             cols, nrows = grid
             W, H = img.size
             tw, th = W // cols, H // nrows
+            boxes = [(i * tw + margin, j * th + margin, (i + 1) * tw - margin, (j + 1) * th - margin)
+                     for j in range(nrows) for i in range(cols)]
+            layout = f"a {cols}x{nrows} grid" + (f" less {margin} px borders" if margin else "")
+        elif trim and (box := letterbox(img)) != (0, 0, *img.size):
+            boxes, layout = [box], "the image inside its letterbox bars"
+            if min(box[2] - box[0], box[3] - box[1]) < min_side:
+                stats["bad"] += 1
+                continue
+        if boxes:
             if sha in hl.shas or hl.near(d, holdout_bits) is not None:
-                stats["holdout"] += cols * nrows
+                stats["holdout"] += len(boxes)
                 continue
             tiles, bad = [], False
-            for j in range(nrows):
-                for i in range(cols):
-                    box = (i * tw, j * th, (i + 1) * tw, (j + 1) * th)
-                    t = img.crop(box)
-                    td = dhash64(t)
-                    if hl.near(td, holdout_bits) is not None:
-                        bad = True
-                    tiles.append((j * cols + i, box, t, td))
+            for k, box in enumerate(boxes):
+                t = img.crop(box)
+                td = dhash64(t)
+                if hl.near(td, holdout_bits) is not None:
+                    bad = True
+                tiles.append((k, box, t, td))
             if bad:
                 stats["holdout"] += len(tiles)
                 continue
@@ -747,8 +761,8 @@ def scan_source(git_dir: Path, repo: str, commit: str, patterns: list[str], sour
                                   generator=generator, family=family, content=content, repo=repo, commit=commit,
                                   repo_path=path, license=license, sha256=sha, width=str(t.width),
                                   height=str(t.height), bytes="",
-                                  note=(note + "; " if note else "") + f"tile {k} = box {box} of a {cols}x{nrows} "
-                                  f"grid, saved lossless", group=group, tile=",".join(map(str, box)),
+                                  note=(note + "; " if note else "") + f"tile {k} = box {box} of {layout}, saved lossless",
+                                  group=group, tile=",".join(map(str, box)),
                                   pixel_sha256=pixel_sha256(t), dhash64=dhash_hex(td), source_dhash64=dhash_hex(d)))
                 n_images += 1
         else:
@@ -774,6 +788,17 @@ def scan_source(git_dir: Path, repo: str, commit: str, patterns: list[str], sour
     blobs.close()
     units.sort(key=lambda r: (r["repo_path"], r["path"]))
     return units
+
+
+def letterbox(img, tol: int = 12) -> tuple[int, int, int, int]:
+    """The box inside uniform bars of the top-left pixel's colour (within ``tol`` per channel): white or black
+    padding that made a picture square. The whole image where there are no bars."""
+    from PIL import Image, ImageChops
+
+    rgb = img.convert("RGB")
+    bg = Image.new("RGB", rgb.size, rgb.getpixel((0, 0)))
+    diff = ImageChops.difference(rgb, bg).convert("L").point(lambda v: 255 if v > tol else 0)
+    return diff.getbbox() or (0, 0, *rgb.size)
 
 
 def write_recipe_csv(path: Path, rows: list[dict]) -> None:

@@ -101,6 +101,7 @@ def main(mirrors: Path, shared: Path, only=(), here: Path = HERE, sources=None, 
             src = shared / s.pop("archive")
         else:
             src = mirrors / s["repo"].replace("/", "+") / "repo"
+            src = src if (src / "HEAD").is_file() else src / ".git"      # a bare mirror, or a clone's .git
             s["commit"] = subprocess.run(["git", f"--git-dir={src}", "rev-parse", s["commit"]],
                                          capture_output=True, text=True, check=True).stdout.strip()
             s.pop("archive", None)

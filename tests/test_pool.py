@@ -288,7 +288,7 @@ def test_shipped_recipes_load_and_cli_parses(tmp_path):
         main(["data", "get", "--help"])
 
 
-@pytest.mark.parametrize("name", ["grown", "broad", "wide", "wider"])
+@pytest.mark.parametrize("name", ["grown", "broad", "wide", "wider", "widest"])
 def test_a_prompt_group_never_spans_two_repositories(name):
     """group_re ties one prompt's images together inside a repository; a bare number ("prompt:9") from a new
     gallery would merge its case 9 with another repository's prompt 9 and drag both into one split."""

@@ -791,8 +791,8 @@ def scan_source(git_dir: Path, repo: str, commit: str, patterns: list[str], sour
 
 
 def letterbox(img, tol: int = 12) -> tuple[int, int, int, int]:
-    """The box inside uniform bars of the top-left pixel's colour (within ``tol`` per channel): white or black
-    padding that made a picture square. The whole image where there are no bars."""
+    """The box inside uniform bars of the top-left pixel's colour (a grey-level difference of at most ``tol``
+    counts as bar): white or black padding that made a picture square. The whole image where there are no bars."""
     from PIL import Image, ImageChops
 
     rgb = img.convert("RGB")
